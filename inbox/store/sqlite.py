@@ -1,0 +1,887 @@
+"""SQLite store: the embedded default. One file in the data directory, WAL, versioned migrations, FTS5 search.
+
+All SQL runs on one dedicated thread per store (sqlite3 connections are not shareable across threads); every write
+that must be atomic is one ``BEGIN IMMEDIATE`` transaction, which also serializes writers across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from inbox.domain import (
+    Contact,
+    DeliveryStatus,
+    Event,
+    EventKind,
+    Identity,
+    Job,
+    Message,
+    Page,
+    Ticket,
+    TicketFilter,
+    TicketStatus,
+    normalize_identity_value,
+    utcnow,
+)
+from inbox.store.base import (
+    SORTS,
+    IngestPlan,
+    IngestResult,
+    JobSpec,
+    NewEvent,
+    NotFound,
+    Store,
+    StoreError,
+    TicketChanges,
+    decode_cursor,
+    encode_cursor,
+    plan_ticket_changes,
+)
+from inbox.store.codec import (
+    attachments_from_json,
+    attachments_to_json,
+    dumps,
+    identity_or_none,
+    parse_ts,
+    tags_from_json,
+    tags_to_json,
+    ts,
+)
+
+T = TypeVar("T")
+
+_SORT_COLUMNS = {"last_activity": "last_activity_at", "created": "created_at", "number": "number"}
+_FTS_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str | None:
+    """Turn user input into a safe FTS5 query: every word must match, the last one as a prefix."""
+    words = _FTS_TOKEN.findall(text)
+    if not words:
+        return None
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " AND ".join(quoted)
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    out = []
+    for entry in resources.files("inbox.store.migrations").iterdir():
+        m = re.match(r"(\d+)_(\w+)\.sql$", entry.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing --------------------------------------------------------------------------------------------------
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("store is not open")
+        return self._conn
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA mmap_size=268435456")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        self._conn = conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    async def open(self) -> None:
+        await self._call(self._connect)
+        await self.migrate()
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._call(_close)
+        self._executor.shutdown(wait=True)
+
+    async def migrate(self) -> list[str]:
+        return await self._call(self._migrate)
+
+    def _migrate(self) -> list[str]:
+        conn = self.conn
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, at TEXT)")
+        applied = []
+        for version, name, sql in _migrations():
+            with self._tx() as c:
+                if c.execute("SELECT 1 FROM schema_migrations WHERE version=?", (version,)).fetchone():
+                    continue
+                for statement in _split_sql(sql):
+                    c.execute(statement)
+                c.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, ts(utcnow())))
+                applied.append(f"{version:04d}_{name}")
+        return applied
+
+    # -- row mapping -----------------------------------------------------------------------------------------------
+    def _contact(self, row: sqlite3.Row) -> Contact:
+        idents = [
+            Identity(r["kind"], r["value"], r["display_name"], r["handle"])
+            for r in self.conn.execute(
+                "SELECT * FROM identities WHERE contact_id=? ORDER BY kind, value", (row["id"],)
+            )
+        ]
+        return Contact(row["id"], row["name"], idents, row["merged_into"], parse_ts(row["created_at"]) or utcnow())
+
+    @staticmethod
+    def _ticket(row: sqlite3.Row) -> Ticket:
+        return Ticket(
+            id=row["id"],
+            number=row["number"],
+            status=row["status"],
+            channel=row["channel"],
+            contact_id=row["contact_id"],
+            subject=row["subject"],
+            tags=tags_from_json(json.loads(row["tags"])),
+            assignee=row["assignee"],
+            queue=row["queue"],
+            priority=row["priority"],
+            created_at=parse_ts(row["created_at"]) or utcnow(),
+            first_response_at=parse_ts(row["first_response_at"]),
+            resolved_at=parse_ts(row["resolved_at"]),
+            last_activity_at=parse_ts(row["last_activity_at"]) or utcnow(),
+            message_count=row["message_count"],
+            meta=json.loads(row["meta"]),
+        )
+
+    @staticmethod
+    def _message(row: sqlite3.Row) -> Message:
+        return Message(
+            id=row["id"],
+            ticket_id=row["ticket_id"],
+            direction=row["direction"],
+            channel=row["channel"],
+            account=row["account"],
+            external_id=row["external_id"],
+            author=identity_or_none(row["author_kind"], row["author_value"], row["author_name"]),
+            text=row["text"],
+            html=row["html"],
+            subject=row["subject"],
+            attachments=attachments_from_json(json.loads(row["attachments"])),
+            raw_ref=row["raw_ref"],
+            sent_at=parse_ts(row["sent_at"]),
+            received_at=parse_ts(row["received_at"]) or utcnow(),
+            delivery_status=row["delivery_status"],
+            delivery_error=row["delivery_error"],
+            author_user=row["author_user"],
+            flags=json.loads(row["flags"]),
+            meta=json.loads(row["meta"]),
+        )
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        return Job(
+            id=row["id"],
+            kind=row["kind"],
+            payload=json.loads(row["payload"]),
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            not_before=parse_ts(row["not_before"]) or utcnow(),
+            status=row["status"],
+            lease_until=parse_ts(row["lease_until"]),
+            worker=row["worker"],
+            last_error=row["last_error"],
+            created_at=parse_ts(row["created_at"]) or utcnow(),
+        )
+
+    # -- contacts --------------------------------------------------------------------------------------------------
+    async def get_contact(self, contact_id: str) -> Contact | None:
+        def run() -> Contact | None:
+            row = self.conn.execute("SELECT * FROM contacts WHERE id=?", (contact_id,)).fetchone()
+            return self._contact(row) if row else None
+
+        return await self._call(run)
+
+    async def find_contact_by_identity(self, kind: str, value: str) -> Contact | None:
+        def run() -> Contact | None:
+            row = self.conn.execute(
+                "SELECT c.* FROM identities i JOIN contacts c ON c.id = i.contact_id WHERE i.kind=? AND i.value=?",
+                (kind, normalize_identity_value(kind, value)),
+            ).fetchone()
+            return self._contact(row) if row else None
+
+        return await self._call(run)
+
+    def _insert_contact(self, c: sqlite3.Connection, contact: Contact, actor: str) -> None:
+        c.execute(
+            "INSERT INTO contacts (id, name, merged_into, created_at) VALUES (?, ?, NULL, ?)",
+            (contact.id, contact.name, ts(contact.created_at)),
+        )
+        for ident in contact.identities:
+            self._insert_identity(c, contact.id, ident)
+        self._event(c, EventKind.CONTACT_CREATED, None, actor, {"contact_id": contact.id})
+
+    @staticmethod
+    def _insert_identity(c: sqlite3.Connection, contact_id: str, ident: Identity) -> None:
+        value = normalize_identity_value(ident.kind, ident.value)
+        owner = c.execute("SELECT contact_id FROM identities WHERE kind=? AND value=?", (ident.kind, value)).fetchone()
+        if owner is not None:
+            if owner["contact_id"] != contact_id:
+                raise StoreError(f"identity {ident.kind}:{value} already belongs to contact {owner['contact_id']}")
+            return
+        c.execute(
+            "INSERT INTO identities (kind, value, contact_id, display_name, handle) VALUES (?, ?, ?, ?, ?)",
+            (ident.kind, value, contact_id, ident.display_name, ident.handle),
+        )
+
+    async def create_contact(self, contact: Contact, actor: str) -> Contact:
+        def run() -> None:
+            with self._tx() as c:
+                self._insert_contact(c, contact, actor)
+
+        await self._call(run)
+        return contact
+
+    async def add_identity(self, contact_id: str, identity: Identity, actor: str) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                self._insert_identity(c, contact_id, identity)
+
+        await self._call(run)
+
+    async def merge_contacts(self, keep_id: str, other_id: str, actor: str) -> str:
+        if keep_id == other_id:
+            raise StoreError("cannot merge a contact into itself")
+
+        def run() -> str:
+            with self._tx() as c:
+                for cid in (keep_id, other_id):
+                    if not c.execute("SELECT 1 FROM contacts WHERE id=?", (cid,)).fetchone():
+                        raise NotFound(f"contact {cid}")
+                idents = [
+                    [r["kind"], r["value"]]
+                    for r in c.execute("SELECT kind, value FROM identities WHERE contact_id=?", (other_id,))
+                ]
+                tickets = [r["id"] for r in c.execute("SELECT id FROM tickets WHERE contact_id=?", (other_id,))]
+                merge_id = uuid.uuid4().hex
+                record = {"keep": keep_id, "other": other_id, "identities": idents, "tickets": tickets,
+                          "by": actor, "at": ts(utcnow()), "undone": False}
+                c.execute("UPDATE identities SET contact_id=? WHERE contact_id=?", (keep_id, other_id))
+                c.execute("UPDATE tickets SET contact_id=? WHERE contact_id=?", (keep_id, other_id))
+                c.execute("UPDATE contacts SET merged_into=? WHERE id=?", (keep_id, other_id))
+                self._put_doc(c, "merges", merge_id, record)
+                self._refresh_ticket_fts_for_contact(c, keep_id)
+                self._event(c, EventKind.CONTACT_MERGED, None, actor,
+                            {"merge_id": merge_id, "keep": keep_id, "other": other_id, "tickets": tickets})
+                return merge_id
+
+        return await self._call(run)
+
+    async def unmerge_contacts(self, merge_id: str, actor: str) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                record = self._get_doc(c, "merges", merge_id)
+                if record is None:
+                    raise NotFound(f"merge {merge_id}")
+                if record["undone"]:
+                    raise StoreError(f"merge {merge_id} was already undone")
+                other, keep = record["other"], record["keep"]
+                for kind, value in record["identities"]:
+                    c.execute("UPDATE identities SET contact_id=? WHERE kind=? AND value=?", (other, kind, value))
+                for tid in record["tickets"]:
+                    c.execute("UPDATE tickets SET contact_id=? WHERE id=?", (other, tid))
+                c.execute("UPDATE contacts SET merged_into=NULL WHERE id=?", (other,))
+                record["undone"] = True
+                self._put_doc(c, "merges", merge_id, record)
+                self._refresh_ticket_fts_for_contact(c, keep)
+                self._refresh_ticket_fts_for_contact(c, other)
+                self._event(c, EventKind.CONTACT_UNMERGED, None, actor,
+                            {"merge_id": merge_id, "keep": keep, "other": other, "tickets": record["tickets"]})
+
+        await self._call(run)
+
+    async def search_contacts(self, query: str, limit: int = 20) -> list[Contact]:
+        def run() -> list[Contact]:
+            like = f"%{query.strip().lower()}%"
+            rows = self.conn.execute(
+                "SELECT DISTINCT c.* FROM contacts c LEFT JOIN identities i ON i.contact_id = c.id "
+                "WHERE c.merged_into IS NULL AND (lower(c.name) LIKE ? OR i.value LIKE ? OR lower(i.display_name) "
+                "LIKE ?) LIMIT ?",
+                (like, like, like, limit),
+            ).fetchall()
+            return [self._contact(r) for r in rows]
+
+        return await self._call(run)
+
+    def _contact_search_text(self, c: sqlite3.Connection, contact_id: str) -> str:
+        parts = []
+        row = c.execute("SELECT name FROM contacts WHERE id=?", (contact_id,)).fetchone()
+        if row and row["name"]:
+            parts.append(row["name"])
+        for r in c.execute("SELECT value, display_name, handle FROM identities WHERE contact_id=?", (contact_id,)):
+            parts.extend(p for p in (r["value"], r["display_name"], r["handle"]) if p)
+        return " ".join(parts)
+
+    def _refresh_ticket_fts_for_contact(self, c: sqlite3.Connection, contact_id: str) -> None:
+        text = self._contact_search_text(c, contact_id)
+        for r in c.execute("SELECT number, subject FROM tickets WHERE contact_id=?", (contact_id,)).fetchall():
+            c.execute("DELETE FROM ticket_fts WHERE rowid=?", (r["number"],))
+            c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, ?)", (r["number"], r["subject"] or "", text))
+
+    # -- tickets ---------------------------------------------------------------------------------------------------
+    async def get_ticket(self, ticket_id: str) -> Ticket | None:
+        def run() -> Ticket | None:
+            row = self.conn.execute("SELECT * FROM tickets WHERE id=?", (ticket_id,)).fetchone()
+            return self._ticket(row) if row else None
+
+        return await self._call(run)
+
+    async def get_ticket_by_number(self, number: int) -> Ticket | None:
+        def run() -> Ticket | None:
+            row = self.conn.execute("SELECT * FROM tickets WHERE number=?", (number,)).fetchone()
+            return self._ticket(row) if row else None
+
+        return await self._call(run)
+
+    @staticmethod
+    def _where(flt: TicketFilter | None) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if flt is None:
+            return where, params
+        if flt.status:
+            where.append(f"t.status IN ({','.join('?' * len(flt.status))})")
+            params.extend(flt.status)
+        for column, value in (("channel", flt.channel), ("queue", flt.queue), ("assignee", flt.assignee),
+                              ("tramite", flt.tramite), ("agency", flt.agency), ("contact_id", flt.contact_id)):
+            if value is not None:
+                where.append(f"t.{column} = ?")
+                params.append(value)
+        if flt.unassigned:
+            where.append("t.assignee IS NULL")
+        if flt.text:
+            q = fts_query(flt.text)
+            if q is None:
+                where.append("0")
+            else:
+                where.append(
+                    "t.number IN (SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ? "
+                    "UNION SELECT ticket_number FROM message_fts WHERE message_fts MATCH ?)"
+                )
+                params.extend([q, q])
+        return where, params
+
+    async def list_tickets(
+        self, flt: TicketFilter | None = None, sort: str = "last_activity", cursor: str | None = None, limit: int = 50
+    ) -> Page:
+        if sort not in SORTS:
+            raise StoreError(f"unknown sort {sort!r}")
+        column = _SORT_COLUMNS[sort]
+
+        def run() -> Page:
+            where, params = self._where(flt)
+            if cursor:
+                key, number = decode_cursor(cursor)
+                if column == "number":
+                    where.append("t.number < ?")
+                    params.append(number)
+                else:
+                    where.append(f"(t.{column}, t.number) < (?, ?)")
+                    params.extend([key, number])
+            sql = "SELECT t.* FROM tickets t"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            order = "t.number DESC" if column == "number" else f"t.{column} DESC, t.number DESC"
+            sql += f" ORDER BY {order} LIMIT ?"
+            rows = self.conn.execute(sql, [*params, limit + 1]).fetchall()
+            items = [self._ticket(r) for r in rows[:limit]]
+            next_cursor = None
+            if len(rows) > limit:
+                last = rows[limit - 1]
+                next_cursor = encode_cursor([last[column], last["number"]])
+            return Page(items, next_cursor)
+
+        return await self._call(run)
+
+    async def count_tickets(self, flt: TicketFilter | None = None) -> int:
+        def run() -> int:
+            where, params = self._where(flt)
+            sql = "SELECT count(*) FROM tickets t" + (" WHERE " + " AND ".join(where) if where else "")
+            return int(self.conn.execute(sql, params).fetchone()[0])
+
+        return await self._call(run)
+
+    async def update_ticket(self, ticket_id: str, changes: TicketChanges, actor: str) -> Ticket:
+        def run() -> Ticket:
+            with self._tx() as c:
+                row = c.execute("SELECT * FROM tickets WHERE id=?", (ticket_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"ticket {ticket_id}")
+                ticket = self._ticket(row)
+                sets, events = plan_ticket_changes(ticket, changes)
+                if "tags" in sets:
+                    sets["tags"] = dumps(tags_to_json(sets["tags"]))
+                for key in ("resolved_at",):
+                    if key in sets:
+                        sets[key] = ts(sets[key])
+                if "meta" in sets:
+                    sets["meta"] = dumps(sets["meta"])
+                if sets:
+                    assignments = ", ".join(f"{k}=?" for k in sets)
+                    c.execute(f"UPDATE tickets SET {assignments} WHERE id=?", [*sets.values(), ticket_id])
+                    if "subject" in sets:
+                        self._refresh_ticket_fts_for_contact(c, ticket.contact_id)
+                for ev in events:
+                    self._event(c, ev.kind, ticket_id, actor, ev.data)
+                return self._ticket(c.execute("SELECT * FROM tickets WHERE id=?", (ticket_id,)).fetchone())
+
+        return await self._call(run)
+
+    async def find_ticket_by_external_ids(self, channel: str, external_ids: list[str]) -> str | None:
+        if not external_ids:
+            return None
+
+        def run() -> str | None:
+            marks = ",".join("?" * len(external_ids))
+            row = self.conn.execute(
+                f"SELECT ticket_id FROM messages WHERE channel=? AND external_id IN ({marks}) ORDER BY seq DESC LIMIT 1",
+                [channel, *external_ids],
+            ).fetchone()
+            return row["ticket_id"] if row else None
+
+        return await self._call(run)
+
+    async def find_ticket_by_conversation(self, channel: str, account: str, conversation_id: str) -> str | None:
+        def run() -> str | None:
+            row = self.conn.execute(
+                "SELECT ticket_id FROM messages WHERE channel=? AND account=? AND conversation_id=? "
+                "ORDER BY seq DESC LIMIT 1",
+                (channel, account, conversation_id),
+            ).fetchone()
+            return row["ticket_id"] if row else None
+
+        return await self._call(run)
+
+    # -- messages --------------------------------------------------------------------------------------------------
+    async def message_exists(self, channel: str, account: str, external_id: str) -> bool:
+        def run() -> bool:
+            return self.conn.execute(
+                "SELECT 1 FROM messages WHERE channel=? AND account=? AND external_id=?", (channel, account, external_id)
+            ).fetchone() is not None
+
+        return await self._call(run)
+
+    def _insert_message(self, c: sqlite3.Connection, m: Message, ticket_number: int, conversation_id: str | None) -> None:
+        cur = c.execute(
+            "INSERT INTO messages (id, ticket_id, direction, channel, account, external_id, conversation_id, "
+            "author_kind, author_value, author_name, author_user, subject, text, html, attachments, raw_ref, sent_at, "
+            "received_at, delivery_status, delivery_error, flags, meta) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                m.id, m.ticket_id, m.direction, m.channel, m.account, m.external_id, conversation_id,
+                m.author.kind if m.author else None,
+                normalize_identity_value(m.author.kind, m.author.value) if m.author else None,
+                m.author.display_name if m.author else None,
+                m.author_user, m.subject, m.text, m.html, dumps(attachments_to_json(m.attachments)), m.raw_ref,
+                ts(m.sent_at), ts(m.received_at), m.delivery_status, m.delivery_error, dumps(m.flags), dumps(m.meta),
+            ),
+        )
+        if m.text:
+            c.execute("INSERT INTO message_fts (rowid, text, ticket_number) VALUES (?, ?, ?)",
+                      (cur.lastrowid, m.text, ticket_number))
+
+    def _next_number(self, c: sqlite3.Connection) -> int:
+        row = c.execute(
+            "INSERT INTO counters (name, value) VALUES ('ticket_number', "
+            "(SELECT coalesce(max(number), 1000) + 1 FROM tickets)) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    async def commit_inbound(self, plan: IngestPlan) -> IngestResult:
+        return await self._call(self._commit_inbound, plan)
+
+    def _commit_inbound(self, plan: IngestPlan) -> IngestResult:
+        m = plan.message
+        with self._tx() as c:
+            dup = c.execute(
+                "SELECT m.id, m.ticket_id, t.number FROM messages m JOIN tickets t ON t.id = m.ticket_id "
+                "WHERE m.channel=? AND m.account=? AND m.external_id=?",
+                (m.channel, m.account, m.external_id),
+            ).fetchone()
+            if dup is not None:
+                return IngestResult(True, dup["ticket_id"], dup["number"], dup["id"], False)
+            if plan.contact_is_new:
+                self._insert_contact(c, plan.contact, plan.actor)
+            else:
+                for ident in plan.new_identities:
+                    self._insert_identity(c, plan.contact.id, ident)
+            t = plan.ticket
+            at = ts(m.received_at)
+            if plan.ticket_is_new:
+                t.number = self._next_number(c)
+                c.execute(
+                    "INSERT INTO tickets (id, number, status, channel, contact_id, subject, tags, tramite, agency, "
+                    "assignee, queue, priority, created_at, last_activity_at, message_count, meta) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)",
+                    (t.id, t.number, t.status, t.channel, t.contact_id, t.subject, dumps(tags_to_json(t.tags)),
+                     None, None, t.assignee, t.queue, t.priority, ts(t.created_at), at, dumps(t.meta)),
+                )
+                c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, ?)",
+                          (t.number, t.subject or "", self._contact_search_text(c, t.contact_id)))
+                self._event(c, EventKind.TICKET_CREATED, t.id, plan.actor,
+                            {"number": t.number, "channel": t.channel, "contact_id": t.contact_id})
+            elif plan.new_identities or plan.contact_is_new:
+                self._refresh_ticket_fts_for_contact(c, plan.contact.id)
+            self._insert_message(c, m, t.number, plan.conversation_id)
+            status_sql = ""
+            if plan.reopen:
+                status_sql = ", status='open', resolved_at=NULL"
+                self._event(c, EventKind.STATUS, t.id, plan.actor, {"from": t.status, "to": TicketStatus.OPEN})
+            c.execute(
+                f"UPDATE tickets SET message_count = message_count + 1, "
+                f"last_activity_at = max(last_activity_at, ?){status_sql} WHERE id=?",
+                (at, t.id),
+            )
+            self._event(c, EventKind.MESSAGE_ADDED, t.id, plan.actor,
+                        {"message_id": m.id, "direction": m.direction, "channel": m.channel, "number": t.number})
+            for ev in plan.events:
+                self._event(c, ev.kind, t.id, plan.actor, ev.data)
+            for spec in plan.jobs:
+                self._enqueue(c, spec)
+            return IngestResult(False, t.id, t.number, m.id, plan.ticket_is_new)
+
+    async def add_message(
+        self, message: Message, actor: str, events: list[NewEvent], jobs: list[JobSpec], first_response: bool = True
+    ) -> Message:
+        def run() -> Message:
+            with self._tx() as c:
+                row = c.execute("SELECT number FROM tickets WHERE id=?", (message.ticket_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"ticket {message.ticket_id}")
+                self._insert_message(c, message, row["number"], message.meta.get("conversation_id"))
+                at = ts(message.received_at)
+                extra = ""
+                if message.direction == "out" and first_response:
+                    extra = ", first_response_at = coalesce(first_response_at, ?)"
+                c.execute(
+                    f"UPDATE tickets SET message_count = message_count + 1, last_activity_at = max(last_activity_at, ?)"
+                    f"{extra} WHERE id=?",
+                    (at, at, message.ticket_id) if extra else (at, message.ticket_id),
+                )
+                kind = EventKind.REPLY_QUEUED if message.direction == "out" else EventKind.MESSAGE_ADDED
+                self._event(c, kind, message.ticket_id, actor,
+                            {"message_id": message.id, "direction": message.direction, "channel": message.channel,
+                             "number": row["number"]})
+                for ev in events:
+                    self._event(c, ev.kind, message.ticket_id, actor, ev.data)
+                for spec in jobs:
+                    self._enqueue(c, spec)
+            return message
+
+        return await self._call(run)
+
+    async def get_message(self, message_id: str) -> Message | None:
+        def run() -> Message | None:
+            row = self.conn.execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()
+            return self._message(row) if row else None
+
+        return await self._call(run)
+
+    async def list_messages(self, ticket_id: str) -> list[Message]:
+        def run() -> list[Message]:
+            rows = self.conn.execute("SELECT * FROM messages WHERE ticket_id=? ORDER BY seq", (ticket_id,))
+            return [self._message(r) for r in rows]
+
+        return await self._call(run)
+
+    async def set_delivery(
+        self, message_id: str, status: str, actor: str, external_id: str | None = None, error: str | None = None
+    ) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                row = c.execute("SELECT ticket_id, external_id FROM messages WHERE id=?", (message_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"message {message_id}")
+                c.execute(
+                    "UPDATE messages SET delivery_status=?, delivery_error=?, external_id=coalesce(?, external_id) "
+                    "WHERE id=?",
+                    (status, error, external_id, message_id),
+                )
+                kind = {DeliveryStatus.SENT: EventKind.REPLY_SENT, DeliveryStatus.FAILED: EventKind.REPLY_FAILED}.get(
+                    DeliveryStatus(status), EventKind.REPLY_QUEUED)
+                self._event(c, kind, row["ticket_id"], actor,
+                            {"message_id": message_id, "external_id": external_id, "error": error})
+
+        await self._call(run)
+
+    # -- events ----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _event(c: sqlite3.Connection, kind: str, ticket_id: str | None, actor: str, data: dict[str, Any]) -> int:
+        cur = c.execute(
+            "INSERT INTO events (kind, ticket_id, actor, at, data) VALUES (?, ?, ?, ?, ?)",
+            (str(kind), ticket_id, actor, ts(utcnow()), dumps(data)),
+        )
+        return int(cur.lastrowid or 0)
+
+    async def append_event(self, kind: str, ticket_id: str | None, actor: str, data: dict[str, Any]) -> int:
+        def run() -> int:
+            with self._tx() as c:
+                return self._event(c, kind, ticket_id, actor, data)
+
+        return await self._call(run)
+
+    async def list_events(
+        self, after_seq: int = 0, ticket_id: str | None = None, limit: int = 100, kinds: list[str] | None = None
+    ) -> list[Event]:
+        def run() -> list[Event]:
+            sql = "SELECT * FROM events WHERE seq > ?"
+            params: list[Any] = [after_seq]
+            if ticket_id is not None:
+                sql += " AND ticket_id = ?"
+                params.append(ticket_id)
+            if kinds:
+                sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+                params.extend(kinds)
+            sql += " ORDER BY seq LIMIT ?"
+            params.append(limit)
+            return [
+                Event(r["seq"], r["kind"], r["ticket_id"], r["actor"], parse_ts(r["at"]) or utcnow(),
+                      json.loads(r["data"]))
+                for r in self.conn.execute(sql, params)
+            ]
+
+        return await self._call(run)
+
+    # -- job queue -------------------------------------------------------------------------------------------------
+    def _enqueue(self, c: sqlite3.Connection, spec: JobSpec) -> str:
+        job_id = spec.dedupe_key or uuid.uuid4().hex
+        now = ts(utcnow())
+        c.execute(
+            "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, not_before, created_at, updated_at) "
+            "VALUES (?, ?, ?, 'ready', 0, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+            (job_id, spec.kind, dumps(spec.payload), spec.max_attempts or 8, ts(spec.not_before) or now, now, now),
+        )
+        return job_id
+
+    async def enqueue(self, spec: JobSpec) -> str:
+        def run() -> str:
+            with self._tx() as c:
+                return self._enqueue(c, spec)
+
+        return await self._call(run)
+
+    async def claim(self, worker: str, kinds: list[str] | None = None, lease_s: float = 60) -> Job | None:
+        def run() -> Job | None:
+            now = utcnow()
+            kind_sql, params = "", []
+            if kinds:
+                kind_sql = f" AND kind IN ({','.join('?' * len(kinds))})"
+                params = list(kinds)
+            with self._tx() as c:
+                row = c.execute(
+                    f"SELECT id FROM jobs WHERE status='ready' AND not_before <= ?{kind_sql} "
+                    f"ORDER BY not_before LIMIT 1", [ts(now), *params]
+                ).fetchone()
+                if row is None:
+                    row = c.execute(
+                        f"SELECT id FROM jobs WHERE status='running' AND lease_until < ?{kind_sql} "
+                        f"ORDER BY lease_until LIMIT 1", [ts(now), *params]
+                    ).fetchone()
+                if row is None:
+                    return None
+                c.execute(
+                    "UPDATE jobs SET status='running', worker=?, lease_until=?, attempts=attempts+1, updated_at=? "
+                    "WHERE id=?",
+                    (worker, ts(now + timedelta(seconds=lease_s)), ts(now), row["id"]),
+                )
+                return self._job(c.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone())
+
+        return await self._call(run)
+
+    async def heartbeat(self, job_id: str, worker: str, lease_s: float = 60) -> bool:
+        def run() -> bool:
+            with self._tx() as c:
+                cur = c.execute(
+                    "UPDATE jobs SET lease_until=?, updated_at=? WHERE id=? AND worker=? AND status='running'",
+                    (ts(utcnow() + timedelta(seconds=lease_s)), ts(utcnow()), job_id, worker),
+                )
+                return cur.rowcount == 1
+
+        return await self._call(run)
+
+    async def complete(self, job_id: str, worker: str) -> bool:
+        def run() -> bool:
+            with self._tx() as c:
+                cur = c.execute(
+                    "UPDATE jobs SET status='done', lease_until=NULL, updated_at=? "
+                    "WHERE id=? AND worker=? AND status='running'",
+                    (ts(utcnow()), job_id, worker),
+                )
+                return cur.rowcount == 1
+
+        return await self._call(run)
+
+    async def fail(self, job_id: str, worker: str, error: str, retry_in_s: float | None) -> str:
+        def run() -> str:
+            with self._tx() as c:
+                row = c.execute("SELECT * FROM jobs WHERE id=? AND worker=? AND status='running'",
+                                (job_id, worker)).fetchone()
+                if row is None:
+                    return "lost"
+                dead = retry_in_s is None or row["attempts"] >= row["max_attempts"]
+                status = "dead" if dead else "ready"
+                not_before = ts(utcnow() + timedelta(seconds=retry_in_s or 0))
+                c.execute(
+                    "UPDATE jobs SET status=?, last_error=?, not_before=?, lease_until=NULL, updated_at=? WHERE id=?",
+                    (status, error[:2000], not_before, ts(utcnow()), job_id),
+                )
+                return status
+
+        return await self._call(run)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        def run() -> Job | None:
+            row = self.conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            return self._job(row) if row else None
+
+        return await self._call(run)
+
+    async def list_jobs(self, status: str | None = None, kind: str | None = None, limit: int = 100) -> list[Job]:
+        def run() -> list[Job]:
+            sql, params = "SELECT * FROM jobs WHERE 1=1", []
+            if status:
+                sql += " AND status=?"
+                params.append(status)
+            if kind:
+                sql += " AND kind=?"
+                params.append(kind)
+            sql += " ORDER BY created_at LIMIT ?"
+            return [self._job(r) for r in self.conn.execute(sql, [*params, limit])]
+
+        return await self._call(run)
+
+    async def job_counts(self) -> dict[str, dict[str, int]]:
+        def run() -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            for r in self.conn.execute("SELECT kind, status, count(*) n FROM jobs GROUP BY kind, status"):
+                out.setdefault(r["kind"], {})[r["status"]] = r["n"]
+            return out
+
+        return await self._call(run)
+
+    # -- documents -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _get_doc(c: sqlite3.Connection, collection: str, key: str) -> dict[str, Any] | None:
+        row = c.execute("SELECT doc FROM docs WHERE collection=? AND key=?", (collection, key)).fetchone()
+        return json.loads(row["doc"]) if row else None
+
+    @staticmethod
+    def _put_doc(c: sqlite3.Connection, collection: str, key: str, doc: dict[str, Any]) -> None:
+        c.execute(
+            "INSERT INTO docs (collection, key, doc, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(collection, key) DO UPDATE SET doc=excluded.doc, updated_at=excluded.updated_at",
+            (collection, key, dumps(doc), ts(utcnow())),
+        )
+
+    async def get_doc(self, collection: str, key: str) -> dict[str, Any] | None:
+        return await self._call(self._get_doc, self.conn, collection, key)
+
+    async def put_doc(self, collection: str, key: str, doc: dict[str, Any]) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                self._put_doc(c, collection, key, doc)
+
+        await self._call(run)
+
+    async def delete_doc(self, collection: str, key: str) -> bool:
+        def run() -> bool:
+            with self._tx() as c:
+                return c.execute("DELETE FROM docs WHERE collection=? AND key=?", (collection, key)).rowcount == 1
+
+        return await self._call(run)
+
+    async def list_docs(self, collection: str, limit: int = 10_000) -> list[tuple[str, dict[str, Any]]]:
+        def run() -> list[tuple[str, dict[str, Any]]]:
+            rows = self.conn.execute(
+                "SELECT key, doc FROM docs WHERE collection=? ORDER BY key LIMIT ?", (collection, limit)
+            )
+            return [(r["key"], json.loads(r["doc"])) for r in rows]
+
+        return await self._call(run)
+
+    # -- data protection -------------------------------------------------------------------------------------------
+    async def erase_contact(self, contact_id: str, actor: str) -> list[str]:
+        def run() -> list[str]:
+            with self._tx() as c:
+                tickets = c.execute("SELECT id, number FROM tickets WHERE contact_id=?", (contact_id,)).fetchall()
+                refs: set[str] = set()
+                for t in tickets:
+                    for m in c.execute("SELECT seq, raw_ref FROM messages WHERE ticket_id=?", (t["id"],)).fetchall():
+                        c.execute("DELETE FROM message_fts WHERE rowid=?", (m["seq"],))
+                        if m["raw_ref"]:
+                            refs.add(m["raw_ref"])
+                    c.execute("DELETE FROM messages WHERE ticket_id=?", (t["id"],))
+                    c.execute("DELETE FROM ticket_fts WHERE rowid=?", (t["number"],))
+                    c.execute("DELETE FROM tickets WHERE id=?", (t["id"],))
+                    c.execute("UPDATE events SET data='{}' WHERE ticket_id=?", (t["id"],))
+                c.execute("DELETE FROM identities WHERE contact_id=?", (contact_id,))
+                c.execute("DELETE FROM contacts WHERE id=? OR merged_into=?", (contact_id, contact_id))
+                still_used = {
+                    r["raw_ref"]
+                    for r in c.execute(
+                        f"SELECT DISTINCT raw_ref FROM messages WHERE raw_ref IN ({','.join('?' * len(refs))})",
+                        list(refs),
+                    )
+                } if refs else set()
+                self._event(c, "contact.erased", None, actor, {"contact_id": contact_id, "tickets": len(tickets)})
+                return sorted(refs - still_used)
+
+        return await self._call(run)
+
+
+def _split_sql(sql: str) -> list[str]:
+    statements, buf = [], []
+    for line in sql.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        buf.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(buf))
+            buf = []
+    if "".join(buf).strip():
+        statements.append("\n".join(buf))
+    return statements
