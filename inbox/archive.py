@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import threading
 from pathlib import Path
 
 
@@ -16,7 +16,7 @@ class RawArchive:
     def path_for(self, ref: str) -> Path:
         if len(ref) != 64 or any(ch not in "0123456789abcdef" for ch in ref):
             raise ValueError(f"not a raw reference: {ref!r}")
-        return self.root / ref[:2] / ref[2:4] / ref
+        return self.root / ref[:2] / ref
 
     def put(self, data: bytes) -> str:
         """Store ``data``; return its sha256 reference. Idempotent; safe against crashes (write then rename)."""
@@ -24,17 +24,18 @@ class RawArchive:
         path = self.path_for(ref)
         if path.exists():
             return ref
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{ref}-{os.getpid()}-{threading.get_ident()}")
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 fh.write(data)
                 if self.fsync:
                     fh.flush()
                     os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return ref
 

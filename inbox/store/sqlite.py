@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -85,34 +86,64 @@ def _migrations() -> list[tuple[int, str, str]]:
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, readers: int = 2):
         self.path = Path(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        # One writer thread (SQLite has one writer anyway) and a few reader threads with their own connections:
+        # WAL lets reads run while a write transaction is open.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-w")
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-r")
         self._conn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._open = False
+        # group commit: inbound commits queued while a write is in flight share one transaction
+        self._batch: list[tuple[IngestPlan, asyncio.Future[IngestResult]]] = []
+        self._flushing = False
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run on the writer thread (writes, and reads that must see the writer's own state)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, fn, *args)
+
+    def _point(self, fn: Callable[[], T]) -> T:
+        """Point reads by key run inline on the event loop's own connection: they take microseconds, less than a
+        hop to a thread would cost."""
+        return fn()
+
     @property
     def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
+        """The calling thread's connection: the writer's on the writer thread, a reader's elsewhere."""
+        if not self._open or self._conn is None:
             raise StoreError("store is not open")
-        return self._conn
+        if threading.current_thread().name.startswith("sqlite-w"):
+            return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._new_connection()
+            self._reader_conns.append(conn)
+        return conn
 
-    def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _new_connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA mmap_size=268435456")
         conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._new_connection()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
         self._conn = conn
+        self._open = True
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -137,7 +168,11 @@ class SQLiteStore(Store):
                 self._conn = None
 
         await self._call(_close)
+        self._open = False
         self._executor.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
 
     async def migrate(self) -> list[str]:
         return await self._call(self._migrate)
@@ -233,7 +268,7 @@ class SQLiteStore(Store):
             row = self.conn.execute("SELECT * FROM contacts WHERE id=?", (contact_id,)).fetchone()
             return self._contact(row) if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     async def find_contact_by_identity(self, kind: str, value: str) -> Contact | None:
         def run() -> Contact | None:
@@ -243,7 +278,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return self._contact(row) if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     def _insert_contact(self, c: sqlite3.Connection, contact: Contact, actor: str) -> None:
         c.execute(
@@ -344,7 +379,7 @@ class SQLiteStore(Store):
             ).fetchall()
             return [self._contact(r) for r in rows]
 
-        return await self._call(run)
+        return await self._read(run)
 
     def _contact_search_text(self, c: sqlite3.Connection, contact_id: str) -> str:
         parts = []
@@ -367,14 +402,14 @@ class SQLiteStore(Store):
             row = self.conn.execute("SELECT * FROM tickets WHERE id=?", (ticket_id,)).fetchone()
             return self._ticket(row) if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     async def get_ticket_by_number(self, number: int) -> Ticket | None:
         def run() -> Ticket | None:
             row = self.conn.execute("SELECT * FROM tickets WHERE number=?", (number,)).fetchone()
             return self._ticket(row) if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     @staticmethod
     def _where(flt: TicketFilter | None) -> tuple[list[str], list[Any]]:
@@ -434,7 +469,7 @@ class SQLiteStore(Store):
                 next_cursor = encode_cursor([last[column], last["number"]])
             return Page(items, next_cursor)
 
-        return await self._call(run)
+        return await self._read(run)
 
     async def count_tickets(self, flt: TicketFilter | None = None) -> int:
         def run() -> int:
@@ -442,7 +477,7 @@ class SQLiteStore(Store):
             sql = "SELECT count(*) FROM tickets t" + (" WHERE " + " AND ".join(where) if where else "")
             return int(self.conn.execute(sql, params).fetchone()[0])
 
-        return await self._call(run)
+        return await self._read(run)
 
     async def update_ticket(self, ticket_id: str, changes: TicketChanges, actor: str) -> Ticket:
         def run() -> Ticket:
@@ -482,7 +517,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return row["ticket_id"] if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     async def find_ticket_by_conversation(self, channel: str, account: str, conversation_id: str) -> str | None:
         def run() -> str | None:
@@ -493,7 +528,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return row["ticket_id"] if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     # -- messages --------------------------------------------------------------------------------------------------
     async def message_exists(self, channel: str, account: str, external_id: str) -> bool:
@@ -502,7 +537,7 @@ class SQLiteStore(Store):
                 "SELECT 1 FROM messages WHERE channel=? AND account=? AND external_id=?", (channel, account, external_id)
             ).fetchone() is not None
 
-        return await self._call(run)
+        return self._point(run)
 
     def _insert_message(self, c: sqlite3.Connection, m: Message, ticket_number: int, conversation_id: str | None) -> None:
         cur = c.execute(
@@ -532,11 +567,54 @@ class SQLiteStore(Store):
         return int(row[0])
 
     async def commit_inbound(self, plan: IngestPlan) -> IngestResult:
-        return await self._call(self._commit_inbound, plan)
+        """Group commit: plans that arrive while a write is in flight are written together in one transaction,
+        each inside its own savepoint, so a failing plan never takes the others down with it."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[IngestResult] = loop.create_future()
+        self._batch.append((plan, fut))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush_batch)
+        return await fut
 
-    def _commit_inbound(self, plan: IngestPlan) -> IngestResult:
-        m = plan.message
+    def _flush_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            self._flushing = False
+            return
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._executor, self._commit_batch, [plan for plan, _ in batch])
+
+        def finish(f: asyncio.Future[list[IngestResult | BaseException]]) -> None:
+            exc = f.exception()
+            results: list[IngestResult | BaseException] = [exc] * len(batch) if exc else f.result()
+            for (_, fut), res in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+            self._flush_batch()
+
+        done.add_done_callback(finish)
+
+    def _commit_batch(self, plans: list[IngestPlan]) -> list[IngestResult | BaseException]:
+        results: list[IngestResult | BaseException] = []
         with self._tx() as c:
+            for plan in plans:
+                c.execute("SAVEPOINT plan")
+                try:
+                    results.append(self._commit_plan(c, plan))
+                except Exception as exc:
+                    c.execute("ROLLBACK TO plan")
+                    results.append(exc)
+                c.execute("RELEASE plan")
+        return results
+
+    def _commit_plan(self, c: sqlite3.Connection, plan: IngestPlan) -> IngestResult:
+        m = plan.message
+        if True:
             dup = c.execute(
                 "SELECT m.id, m.ticket_id, t.number FROM messages m JOIN tickets t ON t.id = m.ticket_id "
                 "WHERE m.channel=? AND m.account=? AND m.external_id=?",
@@ -544,8 +622,12 @@ class SQLiteStore(Store):
             ).fetchone()
             if dup is not None:
                 return IngestResult(True, dup["ticket_id"], dup["number"], dup["id"], False)
-            if plan.contact_is_new:
+            if plan.contact_is_new and not c.execute("SELECT 1 FROM contacts WHERE id=?",
+                                                      (plan.contact.id,)).fetchone():
                 self._insert_contact(c, plan.contact, plan.actor)
+            elif plan.contact_is_new:  # created meanwhile by a concurrent ingest of the same sender
+                for ident in plan.contact.identities:
+                    self._insert_identity(c, plan.contact.id, ident)
             else:
                 for ident in plan.new_identities:
                     self._insert_identity(c, plan.contact.id, ident)
@@ -619,14 +701,14 @@ class SQLiteStore(Store):
             row = self.conn.execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()
             return self._message(row) if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     async def list_messages(self, ticket_id: str) -> list[Message]:
         def run() -> list[Message]:
             rows = self.conn.execute("SELECT * FROM messages WHERE ticket_id=? ORDER BY seq", (ticket_id,))
             return [self._message(r) for r in rows]
 
-        return await self._call(run)
+        return await self._read(run)
 
     async def set_delivery(
         self, message_id: str, status: str, actor: str, external_id: str | None = None, error: str | None = None
@@ -684,7 +766,7 @@ class SQLiteStore(Store):
                 for r in self.conn.execute(sql, params)
             ]
 
-        return await self._call(run)
+        return await self._read(run)
 
     # -- job queue -------------------------------------------------------------------------------------------------
     def _enqueue(self, c: sqlite3.Connection, spec: JobSpec) -> str:
@@ -778,7 +860,7 @@ class SQLiteStore(Store):
             row = self.conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
             return self._job(row) if row else None
 
-        return await self._call(run)
+        return self._point(run)
 
     async def list_jobs(self, status: str | None = None, kind: str | None = None, limit: int = 100) -> list[Job]:
         def run() -> list[Job]:
@@ -792,7 +874,7 @@ class SQLiteStore(Store):
             sql += " ORDER BY created_at LIMIT ?"
             return [self._job(r) for r in self.conn.execute(sql, [*params, limit])]
 
-        return await self._call(run)
+        return await self._read(run)
 
     async def job_counts(self) -> dict[str, dict[str, int]]:
         def run() -> dict[str, dict[str, int]]:
@@ -801,7 +883,7 @@ class SQLiteStore(Store):
                 out.setdefault(r["kind"], {})[r["status"]] = r["n"]
             return out
 
-        return await self._call(run)
+        return await self._read(run)
 
     # -- documents -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -818,7 +900,10 @@ class SQLiteStore(Store):
         )
 
     async def get_doc(self, collection: str, key: str) -> dict[str, Any] | None:
-        return await self._call(self._get_doc, self.conn, collection, key)
+        def run() -> dict[str, Any] | None:
+            return self._get_doc(self.conn, collection, key)
+
+        return self._point(run)
 
     async def put_doc(self, collection: str, key: str, doc: dict[str, Any]) -> None:
         def run() -> None:
@@ -841,7 +926,7 @@ class SQLiteStore(Store):
             )
             return [(r["key"], json.loads(r["doc"])) for r in rows]
 
-        return await self._call(run)
+        return await self._read(run)
 
     # -- data protection -------------------------------------------------------------------------------------------
     async def erase_contact(self, contact_id: str, actor: str) -> list[str]:
