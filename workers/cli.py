@@ -60,7 +60,8 @@ async def _serve(rt: Runtime, args: argparse.Namespace) -> int:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
     print(f"inbox serving on http://{host}:{bound}/ (data: {rt.data_dir.resolve()})", flush=True)
     tasks = [asyncio.create_task(_run_worker(rt, name, stop)) for name in rt.settings.workers.in_process]
     await stop.wait()
@@ -114,7 +115,7 @@ async def _ingest_email(rt: Runtime, args: argparse.Namespace) -> int:
             counts["quarantined"] += 1
             continue
         try:
-            inbound = parse_message(raw, args.account)
+            inbound = parse_message(raw, args.account, options=rt.services.get("email.parse_options"))
         except Exception as exc:  # bad input is archived and reported, never a crash
             outcome = await rt.pipeline.quarantine(raw, "email", args.account, f"{type(exc).__name__}: {exc}")
         else:
@@ -135,7 +136,7 @@ async def _tickets(rt: Runtime, args: argparse.Namespace) -> int:
     from inbox.domain import TicketFilter
 
     flt = TicketFilter(status=args.status or None, channel=args.channel, text=args.search)
-    rows = []
+    rows: list[dict[str, Any]] = []
     cursor = None
     while len(rows) < args.limit:
         page = await rt.store.list_tickets(flt, cursor=cursor, limit=min(500, args.limit - len(rows)))
