@@ -22,7 +22,7 @@ class SettingsError(ValueError):
 
 
 def secret(default: str = "") -> Any:
-    return field(default=default, metadata={"secret": True})
+    return field(default=default, repr=False, metadata={"secret": True})
 
 
 @dataclass

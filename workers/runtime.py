@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 # Each plugin module may define: SETTINGS = {section: dataclass}, setup(rt), register_cli(subparsers).
 PLUGINS: list[str] = [
     "workers.outbox",
+    "adapters.email.plugin",
+    "adapters.x.plugin",
+    "adapters.facebook.plugin",
+    "web.plugin",
+    "workers.quality",
 ]
 
 Worker = Callable[["Runtime", Any], Awaitable[None]]  # (runtime, stop event)
