@@ -301,3 +301,31 @@ class Store(abc.ABC):
     async def erase_contact(self, contact_id: str, actor: str) -> list[str]:
         """Delete a person's tickets, messages and identities (search index included); return the raw refs the
         caller must delete from the archive when no other message uses them."""
+
+    # Added for retention and erasure (workers/quality). Not abstract, so a backend that lacks them still loads;
+    # calling one there raises NotImplementedError.
+    async def anonymize_ticket(self, ticket_id: str, actor: str, placeholder: str) -> list[str]:
+        """Close the ticket and replace its personal data with ``placeholder``: the ticket's subject; every
+        message's text, subject and author; HTML and delivery errors removed; attachments keep only type and size
+        (name replaced, ``sha256`` None); message meta keeps only ``KEPT_MESSAGE_META``; tag explanations (``why``)
+        dropped from the ticket and its tag events. Removes it from the search index, sets ``meta.anonymized_at``
+        and records ``ticket.anonymized``. Returns the raw refs no other message uses (the caller deletes them from
+        the archive). External ids stay, so a re-fetched message is still recognised as a duplicate."""
+        raise NotImplementedError
+
+    async def anonymize_contact(self, contact_id: str, actor: str, placeholder: str) -> None:
+        """Replace the contact's name (and those of contacts merged into it) with ``placeholder`` and delete its
+        identities; refresh the search index; record ``contact.anonymized``."""
+        raise NotImplementedError
+
+    async def delete_ticket(self, ticket_id: str, actor: str) -> list[str]:
+        """Delete a ticket and its messages (search index included; its events keep kind/actor/time, data emptied);
+        record ``ticket.deleted``. Returns the raw refs no other message uses."""
+        raise NotImplementedError
+
+    async def attachment_refs_in_use(self, refs: list[str]) -> set[str]:
+        """Which of these attachment ``sha256`` refs a stored message still lists."""
+        raise NotImplementedError
+
+
+KEPT_MESSAGE_META = frozenset({"x_kind", "kind", "thread_rule"})

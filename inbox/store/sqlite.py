@@ -36,6 +36,7 @@ from inbox.domain import (
     utcnow,
 )
 from inbox.store.base import (
+    KEPT_MESSAGE_META,
     SORTS,
     IngestPlan,
     IngestResult,
@@ -954,6 +955,105 @@ class SQLiteStore(Store):
                 } if refs else set()
                 self._event(c, "contact.erased", None, actor, {"contact_id": contact_id, "tickets": len(tickets)})
                 return sorted(refs - still_used)
+
+        return await self._call(run)
+
+    # -- retention (anonymize / delete one ticket) -----------------------------------------------------------------
+    @staticmethod
+    def _unused_raw_refs(c: sqlite3.Connection, refs: set[str]) -> list[str]:
+        if not refs:
+            return []
+        used = {r["raw_ref"] for r in c.execute(
+            f"SELECT DISTINCT raw_ref FROM messages WHERE raw_ref IN ({','.join('?' * len(refs))})", list(refs))}
+        return sorted(refs - used)
+
+    async def anonymize_ticket(self, ticket_id: str, actor: str, placeholder: str) -> list[str]:
+        def run() -> list[str]:
+            with self._tx() as c:
+                row = c.execute("SELECT * FROM tickets WHERE id=?", (ticket_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"ticket {ticket_id}")
+                ticket = self._ticket(row)
+                refs: set[str] = set()
+                rows = c.execute("SELECT seq, raw_ref, attachments, meta FROM messages WHERE ticket_id=?",
+                                 (ticket_id,)).fetchall()
+                for m in rows:
+                    c.execute("DELETE FROM message_fts WHERE rowid=?", (m["seq"],))
+                    if m["raw_ref"]:
+                        refs.add(m["raw_ref"])
+                    atts = [{**a, "filename": placeholder, "sha256": None, "content_id": None,
+                             "skipped": "anonymized"} for a in json.loads(m["attachments"])]
+                    meta = {k: v for k, v in json.loads(m["meta"]).items() if k in KEPT_MESSAGE_META}
+                    meta["anonymized"] = True
+                    c.execute(
+                        "UPDATE messages SET text=?, html=NULL, "
+                        "subject=CASE WHEN subject IS NULL THEN NULL ELSE ? END, author_kind=NULL, author_value=NULL, "
+                        "author_name=NULL, raw_ref=NULL, attachments=?, meta=?, delivery_error=NULL WHERE seq=?",
+                        (placeholder, placeholder, dumps(atts), dumps(meta), m["seq"]),
+                    )
+                sets, events = plan_ticket_changes(ticket, TicketChanges(status=TicketStatus.CLOSED))
+                tags = {k: {**t.to_dict(), "why": []} for k, t in ticket.tags.items()}
+                meta = {**ticket.meta, "anonymized_at": ts(utcnow())}
+                c.execute(
+                    "UPDATE tickets SET subject=?, tags=?, meta=?, status=?, resolved_at=coalesce(resolved_at, ?) "
+                    "WHERE id=?",
+                    (placeholder if ticket.subject is not None else None, dumps(tags), dumps(meta),
+                     str(TicketStatus.CLOSED), ts(sets.get("resolved_at")), ticket_id),
+                )
+                c.execute("DELETE FROM ticket_fts WHERE rowid=?", (ticket.number,))
+                c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, '')",
+                          (ticket.number, placeholder))
+                c.execute("UPDATE events SET data=json_remove(data, '$.why') WHERE ticket_id=? AND kind=?",
+                          (ticket_id, str(EventKind.TAGGED)))
+                for ev in events:
+                    self._event(c, ev.kind, ticket_id, actor, ev.data)
+                self._event(c, "ticket.anonymized", ticket_id, actor, {"number": ticket.number,
+                                                                        "messages": len(rows)})
+                return self._unused_raw_refs(c, refs)
+
+        return await self._call(run)
+
+    async def anonymize_contact(self, contact_id: str, actor: str, placeholder: str) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                if not c.execute("SELECT 1 FROM contacts WHERE id=?", (contact_id,)).fetchone():
+                    raise NotFound(f"contact {contact_id}")
+                c.execute("UPDATE contacts SET name=? WHERE id=? OR merged_into=?", (placeholder, contact_id,
+                                                                                    contact_id))
+                c.execute("DELETE FROM identities WHERE contact_id=?", (contact_id,))
+                self._refresh_ticket_fts_for_contact(c, contact_id)
+                self._event(c, "contact.anonymized", None, actor, {"contact_id": contact_id})
+
+        await self._call(run)
+
+    async def delete_ticket(self, ticket_id: str, actor: str) -> list[str]:
+        def run() -> list[str]:
+            with self._tx() as c:
+                row = c.execute("SELECT number FROM tickets WHERE id=?", (ticket_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"ticket {ticket_id}")
+                refs: set[str] = set()
+                for m in c.execute("SELECT seq, raw_ref FROM messages WHERE ticket_id=?", (ticket_id,)).fetchall():
+                    c.execute("DELETE FROM message_fts WHERE rowid=?", (m["seq"],))
+                    if m["raw_ref"]:
+                        refs.add(m["raw_ref"])
+                c.execute("DELETE FROM messages WHERE ticket_id=?", (ticket_id,))
+                c.execute("DELETE FROM ticket_fts WHERE rowid=?", (row["number"],))
+                c.execute("DELETE FROM tickets WHERE id=?", (ticket_id,))
+                c.execute("UPDATE events SET data='{}' WHERE ticket_id=?", (ticket_id,))
+                self._event(c, "ticket.deleted", ticket_id, actor, {"number": row["number"]})
+                return self._unused_raw_refs(c, refs)
+
+        return await self._call(run)
+
+    async def attachment_refs_in_use(self, refs: list[str]) -> set[str]:
+        def run() -> set[str]:
+            used = set()
+            for ref in set(refs):
+                if self.conn.execute("SELECT 1 FROM messages WHERE instr(attachments, ?) > 0 LIMIT 1",
+                                     (f'"{ref}"',)).fetchone():
+                    used.add(ref)
+            return used
 
         return await self._call(run)
 
