@@ -282,7 +282,7 @@ class Pipeline:
 
     async def ingest(self, inbound: InboundMessage) -> Outcome:
         ctx = IngestContext(inbound)
-        for name, step in self.steps:
+        for _name, step in self.steps:
             await step(self, ctx)
             if ctx.duplicate:
                 break

@@ -395,7 +395,8 @@ class SQLiteStore(Store):
         text = self._contact_search_text(c, contact_id)
         for r in c.execute("SELECT number, subject FROM tickets WHERE contact_id=?", (contact_id,)).fetchall():
             c.execute("DELETE FROM ticket_fts WHERE rowid=?", (r["number"],))
-            c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, ?)", (r["number"], r["subject"] or "", text))
+            c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, ?)",
+                      (r["number"], r["subject"] or "", text))
 
     # -- tickets ---------------------------------------------------------------------------------------------------
     async def get_ticket(self, ticket_id: str) -> Ticket | None:
@@ -513,7 +514,8 @@ class SQLiteStore(Store):
         def run() -> str | None:
             marks = ",".join("?" * len(external_ids))
             row = self.conn.execute(
-                f"SELECT ticket_id FROM messages WHERE channel=? AND external_id IN ({marks}) ORDER BY seq DESC LIMIT 1",
+                f"SELECT ticket_id FROM messages WHERE channel=? AND external_id IN ({marks}) "
+                "ORDER BY seq DESC LIMIT 1",
                 [channel, *external_ids],
             ).fetchone()
             return row["ticket_id"] if row else None
@@ -535,12 +537,15 @@ class SQLiteStore(Store):
     async def message_exists(self, channel: str, account: str, external_id: str) -> bool:
         def run() -> bool:
             return self.conn.execute(
-                "SELECT 1 FROM messages WHERE channel=? AND account=? AND external_id=?", (channel, account, external_id)
+                "SELECT 1 FROM messages WHERE channel=? AND account=? AND external_id=?",
+                (channel, account, external_id),
             ).fetchone() is not None
 
         return self._point(run)
 
-    def _insert_message(self, c: sqlite3.Connection, m: Message, ticket_number: int, conversation_id: str | None) -> None:
+    def _insert_message(
+        self, c: sqlite3.Connection, m: Message, ticket_number: int, conversation_id: str | None
+    ) -> None:
         cur = c.execute(
             "INSERT INTO messages (id, ticket_id, direction, channel, account, external_id, conversation_id, "
             "author_kind, author_value, author_name, author_user, subject, text, html, attachments, raw_ref, sent_at, "
