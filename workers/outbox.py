@@ -27,13 +27,16 @@ async def queue_reply(
     channel: str | None = None,
     meta: dict | None = None,
     request_id: str | None = None,
+    first_response: bool = True,
 ) -> Message:
     """Store an outgoing message (queued) and its delivery job in one write.
 
-    ``request_id`` makes a double-submitted form one reply, not two."""
+    ``request_id`` makes a double-submitted form (or a retried job) one message, not two. Automatic messages
+    (acknowledgements, surveys) pass ``first_response=False``: a robot's message must not stop the agents'
+    response-time clock."""
+    key = request_id or utcnow().isoformat()
     message = Message(
-        id=stable_id("m", "out", ticket.id, request_id) if request_id else stable_id("m", "out", ticket.id,
-                                                                                       utcnow().isoformat()),
+        id=stable_id("m", "out", ticket.id, key),
         ticket_id=ticket.id,
         direction=Direction.OUT,
         channel=channel or ticket.channel,
@@ -51,7 +54,7 @@ async def queue_reply(
     if existing is not None:
         return existing
     job = JobSpec("deliver", {"message_id": message.id}, dedupe_key=f"deliver:{message.id}")
-    return await rt.store.add_message(message, author_user, [], [job])
+    return await rt.store.add_message(message, author_user, [], [job], first_response=first_response)
 
 
 async def deliver(rt: Runtime, job: Job) -> None:

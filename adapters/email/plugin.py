@@ -15,8 +15,8 @@ from adapters.email.rules import (
     recent_subject_rule,
 )
 from adapters.email.settings import EmailSettings
-from inbox.domain import DeliveryStatus, Direction, Job, Message, stable_id
-from inbox.store.base import JobSpec
+from inbox.domain import Job
+from workers.outbox import queue_reply
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime
@@ -50,32 +50,14 @@ async def email_worker(rt: Runtime, stop: Any) -> None:
 
 
 async def send_ack(rt: Runtime, job: Job) -> None:
-    """The ``email_ack`` job: an outgoing acknowledgement with the ticket number, delivered by the outbox.
-
-    Stored like ``workers.outbox.queue_reply`` does (the same ``deliver`` job), but without marking the ticket's
-    first response: a robot's acknowledgement must not stop the agents' response-time clock."""
+    """The ``email_ack`` job: an outgoing acknowledgement with the ticket number, delivered by the outbox, that does
+    not count as the ticket's first response."""
     settings = email_settings(rt)
     ticket = await rt.store.get_ticket(job.payload["ticket_id"])
     if ticket is None:
         return
-    message = Message(
-        id=stable_id("m", "out", ticket.id, f"ack:{ticket.id}"),
-        ticket_id=ticket.id,
-        direction=Direction.OUT,
-        channel=CHANNEL,
-        account=job.payload.get("account") or ticket.meta.get("account", ""),
-        external_id=None,
-        author=None,
-        text=settings.ack_text.format(number=ticket.number),
-        subject=ticket.subject,
-        delivery_status=DeliveryStatus.QUEUED,
-        author_user=ACK_AUTHOR,
-        meta={"kind": "auto_ack"},
-    )
-    if await rt.store.get_message(message.id) is not None:
-        return
-    deliver = JobSpec("deliver", {"message_id": message.id}, dedupe_key=f"deliver:{message.id}")
-    await rt.store.add_message(message, ACK_AUTHOR, [], [deliver], first_response=False)
+    await queue_reply(rt, ticket, settings.ack_text.format(number=ticket.number), ACK_AUTHOR, channel=CHANNEL,
+                      meta={"kind": "auto_ack"}, request_id=f"ack:{ticket.id}", first_response=False)
 
 
 def setup(rt: Runtime) -> None:

@@ -18,18 +18,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from inbox.domain import (
-    DeliveryStatus,
-    Direction,
     EventKind,
     IdentityKind,
     Job,
     Message,
     Ticket,
     TicketStatus,
-    stable_id,
     utcnow,
 )
 from inbox.store.base import JobSpec, TicketChanges
+from workers.outbox import queue_reply
 from workers.quality.sla import SURVEY_KIND
 
 if TYPE_CHECKING:
@@ -145,28 +143,9 @@ async def send_survey(rt: Runtime, ticket_id: str) -> str:
 
 
 async def _queue_survey(rt: Runtime, ticket: Ticket, channel: str, text: str) -> Message:
-    """Store the survey message (queued) with its ``deliver`` job in one write, as ``workers.outbox.queue_reply``
-    does, but without marking the ticket's first response: a survey is not an answer (the email adapter's
-    acknowledgement does the same). The outbox's ``deliver`` job sends it through the channel's sender."""
-    message = Message(
-        id=stable_id("m", "out", ticket.id, f"csat:{ticket.id}"),
-        ticket_id=ticket.id,
-        direction=Direction.OUT,
-        channel=channel,
-        account=ticket.meta.get("account", ""),
-        external_id=None,
-        author=None,
-        text=text,
-        subject=ticket.subject,
-        delivery_status=DeliveryStatus.QUEUED,
-        author_user=ACTOR,
-        meta={"kind": SURVEY_KIND},
-    )
-    existing = await rt.store.get_message(message.id)
-    if existing is not None:
-        return existing
-    deliver = JobSpec("deliver", {"message_id": message.id}, dedupe_key=f"deliver:{message.id}")
-    return await rt.store.add_message(message, ACTOR, [], [deliver], first_response=False)
+    """A survey is not an answer: it leaves through the outbox without marking the ticket's first response."""
+    return await queue_reply(rt, ticket, text, ACTOR, channel=channel, meta={"kind": SURVEY_KIND},
+                             request_id=f"csat:{ticket.id}", first_response=False)
 
 
 async def _skip(rt: Runtime, ticket: Ticket, reason: str) -> str:
