@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: the project root, not bench/ (bench/web.py would shadow web/)
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from inbox.domain import Identity, InboundMessage, ThreadHints
 from workers.runtime import close_runtime, open_runtime, settings_from

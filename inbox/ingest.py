@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inbox.archive import RawArchive
+from inbox.archive import Archive
 from inbox.domain import (
     Contact,
     Direction,
@@ -249,9 +249,9 @@ class Pipeline:
     def __init__(
         self,
         store: Store,
-        archive: RawArchive,
+        archive: Archive,
         settings: IngestSettings | None = None,
-        attachment_archive: RawArchive | None = None,
+        attachment_archive: Archive | None = None,
     ):
         self.store = store
         self.archive = archive

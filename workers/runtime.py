@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from inbox.archive import RawArchive
+from inbox.archive import PackArchive, RawArchive
 from inbox.channels import ChannelSender
 from inbox.ingest import Pipeline
 from inbox.settings import Settings, load_settings, register_section
@@ -38,7 +38,7 @@ WebSetup = Callable[[Any, "Runtime"], None]  # (aiohttp app, runtime)
 class Runtime:
     settings: Settings
     store: Store
-    archive: RawArchive
+    archive: PackArchive
     attachments: RawArchive
     pipeline: Pipeline
     channels: dict[str, ChannelSender] = field(default_factory=dict)
@@ -82,7 +82,7 @@ async def open_runtime(settings: Settings, store: Store | None = None) -> Runtim
     data_dir.mkdir(parents=True, exist_ok=True)
     store = store or make_store(settings)
     await store.open()
-    archive = RawArchive(data_dir / "raw", fsync=settings.core.fsync_raw)
+    archive = PackArchive(data_dir / "raw", fsync=settings.core.fsync_raw)
     attachments = RawArchive(data_dir / "attachments", fsync=settings.core.fsync_raw)
     pipeline = Pipeline(store, archive, settings.ingest, attachments)
     rt = Runtime(settings, store, archive, attachments, pipeline)
@@ -97,3 +97,4 @@ async def close_runtime(rt: Runtime) -> None:
     for closer in rt.services.get("closers", []):
         await closer()
     await rt.store.close()
+    rt.archive.close()
