@@ -11,10 +11,13 @@ import json
 import re
 import sqlite3
 import threading
+import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -65,6 +68,12 @@ T = TypeVar("T")
 
 _SORT_COLUMNS = {"last_activity": "last_activity_at", "created": "created_at", "number": "number"}
 _FTS_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def _fold(word: str) -> str:
+    """A word as the index stores it (unicode61, remove_diacritics 2): lower case, no accents."""
+    decomposed = unicodedata.normalize("NFD", word.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def fts_query(text: str) -> str | None:
@@ -133,8 +142,8 @@ class SQLiteStore(Store):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA mmap_size=268435456")
+        conn.execute("PRAGMA cache_size=-262144")  # 256 MiB: random-key index pages of a big store stay hot
+        conn.execute("PRAGMA mmap_size=4294967296")
         conn.execute("PRAGMA temp_store=MEMORY")
         return conn
 
@@ -449,7 +458,8 @@ class SQLiteStore(Store):
         column = _SORT_COLUMNS[sort]
 
         def run() -> Page:
-            where, params = self._where(flt)
+            text = flt.text if flt is not None else None
+            where, params = self._where(replace(flt, text=None) if text and flt is not None else flt)
             if cursor:
                 key, number = decode_cursor(cursor)
                 if column == "number":
@@ -458,12 +468,15 @@ class SQLiteStore(Store):
                 else:
                     where.append(f"(t.{column}, t.number) < (?, ?)")
                     params.extend([key, number])
-            sql = "SELECT t.* FROM tickets t"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
             order = "t.number DESC" if column == "number" else f"t.{column} DESC, t.number DESC"
-            sql += f" ORDER BY {order} LIMIT ?"
-            rows = self.conn.execute(sql, [*params, limit + 1]).fetchall()
+            if text:
+                rows = self._search_page(text, where, params, column, limit + 1)
+            else:
+                sql = "SELECT t.* FROM tickets t"
+                if where:
+                    sql += " WHERE " + " AND ".join(where)
+                sql += f" ORDER BY {order} LIMIT ?"
+                rows = self.conn.execute(sql, [*params, limit + 1]).fetchall()
             items = [self._ticket(r) for r in rows[:limit]]
             next_cursor = None
             if len(rows) > limit:
@@ -472,6 +485,153 @@ class SQLiteStore(Store):
             return Page(items, next_cursor)
 
         return await self._read(run)
+
+    # -- full-text search that stays fast on a million tickets ---------------------------------------------------
+    # A plain "number IN (all matches)" materializes every match and then sorts: seconds for a word found in most
+    # messages. Here the last word's prefix is first expanded to the index's own terms (an fts5vocab lookup), so every
+    # query is exact (cheap to count and to probe); then a bounded count picks the plan:
+    #   few matches      -> drive the query from the matches (join, sort);
+    #   some matches     -> read the matching ids into memory and walk the filtered tickets in list order, in chunks;
+    #   very many        -> walk the filtered tickets in list order probing the index per ticket (under a deadline,
+    #                       after which the in-memory plan runs).
+    # Same semantics as ``fts_query``: every word must match (case and accents ignored), the last one as a prefix.
+    SEARCH_JOIN_MAX = 5_000
+    SEARCH_MEMORY_MAX = 100_000
+    SEARCH_CHUNK = 2_000
+    SEARCH_SCAN_BUDGET = 60_000  # tickets walked by the in-memory plan before the join plan takes over
+    SEARCH_PROBE_DEADLINE_S = 0.2
+    PREFIX_TERMS_MAX = 40
+
+    def _vocab(self, table: str) -> str:
+        """A per-connection (temp) fts5vocab table over ``table``: no schema change, created on first use."""
+        conn = self.conn
+        name = f"{table}_vocab"
+        made = self.__dict__.setdefault("_vocabs_made", set())
+        if (id(conn), name) not in made:
+            conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{name} USING fts5vocab(main, '{table}', 'row')")
+            made.add((id(conn), name))
+        return f"temp.{name}"
+
+    def _exact_query(self, table: str, words: list[str]) -> str | None:
+        """The FTS query for ``table`` with the last word's prefix expanded to the terms the index holds."""
+        head = [f'"{w}"' for w in words[:-1]]
+        last = _fold(words[-1])
+        if len(last) < 2:  # a one-letter prefix: too many terms to list, FTS expands it
+            return " AND ".join([*head, f'"{last}"*'])
+        hi = last[:-1] + chr(ord(last[-1]) + 1)
+        terms = [r[0] for r in self.conn.execute(
+            f"SELECT term FROM {self._vocab(table)} WHERE term >= ? AND term < ? LIMIT ?",
+            (last, hi, self.PREFIX_TERMS_MAX + 1))]
+        if not terms:
+            return None
+        if len(terms) > self.PREFIX_TERMS_MAX:  # a short, common prefix: let FTS expand it
+            return " AND ".join([*head, f'"{last}"*'])
+        tail = "(" + " OR ".join(f'"{t}"' for t in terms) + ")" if len(terms) > 1 else f'"{terms[0]}"'
+        return " AND ".join([*head, tail])
+
+    def _search_page(self, text: str, where: list[str], params: list[Any], column: str, limit: int) -> list[Any]:
+        words = _FTS_TOKEN.findall(text)
+        if not words:
+            return []
+        conn = self.conn
+        order = "t.number DESC" if column == "number" else f"t.{column} DESC, t.number DESC"
+        qt = self._exact_query("ticket_fts", words)
+        qm = self._exact_query("message_fts", words)
+        if qt is None and qm is None:
+            return []
+        bound = self.SEARCH_MEMORY_MAX
+        nt = conn.execute("SELECT count(*) FROM (SELECT 1 FROM ticket_fts WHERE ticket_fts MATCH ? LIMIT ?)",
+                          (qt, bound)).fetchone()[0] if qt else 0
+        nm = conn.execute("SELECT count(*) FROM (SELECT 1 FROM message_fts WHERE message_fts MATCH ? LIMIT ?)",
+                          (qm, bound)).fetchone()[0] if qm else 0
+        filters = (" AND " + " AND ".join(where)) if where else ""
+        if nt + nm <= self.SEARCH_JOIN_MAX:
+            return self._search_join(qt, qm, filters, params, order, limit)
+        if nt + nm < bound:
+            rows = self._search_walk(qt, qm, filters, params, column, order, limit)
+            return rows if rows is not None else self._search_join(qt, qm, filters, params, order, limit)
+        probes = []
+        probe_params: list[Any] = []
+        if qt:
+            probes.append("EXISTS (SELECT 1 FROM ticket_fts WHERE ticket_fts MATCH ? AND rowid = t.number)")
+            probe_params.append(qt)
+        if qm:
+            probes.append("EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND EXISTS "
+                          "(SELECT 1 FROM message_fts WHERE message_fts MATCH ? AND rowid = m.seq))")
+            probe_params.append(qm)
+        sql = f"SELECT t.* FROM tickets t WHERE 1{filters} AND ({' OR '.join(probes)}) ORDER BY {order} LIMIT ?"
+        deadline = time.monotonic() + self.SEARCH_PROBE_DEADLINE_S
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            return conn.execute(sql, [*params, *probe_params, limit]).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "interrupt" not in str(exc):
+                raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        rows = self._search_walk(qt, qm, filters, params, column, order, limit, budget=10**9)
+        return rows or []
+
+    def _search_join(self, qt: str | None, qm: str | None, filters: str, params: list[Any], order: str,
+                     limit: int) -> list[Any]:
+        parts, match_params = [], []
+        if qt:
+            parts.append("SELECT rowid AS n FROM ticket_fts WHERE ticket_fts MATCH ?")
+            match_params.append(qt)
+        if qm:
+            parts.append("SELECT ticket_number AS n FROM message_fts WHERE message_fts MATCH ?")
+            match_params.append(qm)
+        sql = (f"WITH found(n) AS ({' UNION '.join(parts)}) SELECT t.* FROM found CROSS JOIN tickets t "
+               f"ON t.number = found.n WHERE 1{filters} ORDER BY {order} LIMIT ?")
+        return self.conn.execute(sql, [*match_params, *params, limit]).fetchall()
+
+    def _search_walk(self, qt: str | None, qm: str | None, filters: str, params: list[Any], column: str,
+                     order: str, limit: int, budget: int | None = None) -> list[Any] | None:
+        """Matching ids in memory; the filtered tickets walked in list order, a chunk at a time. None when the walk
+        would go on too long (the matches are rare among the filtered tickets)."""
+        conn = self.conn
+        numbers = {r[0] for r in conn.execute("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?", (qt,))} \
+            if qt else set()
+        seqs = {r[0] for r in conn.execute("SELECT rowid FROM message_fts WHERE message_fts MATCH ?", (qm,))} \
+            if qm else set()
+        budget = self.SEARCH_SCAN_BUDGET if budget is None else budget
+        found: list[int] = []
+        last: tuple[Any, int] | None = None
+        walked = 0
+        while len(found) < limit:
+            if walked >= budget:
+                return None
+            keyset, extra = "", []
+            if last is not None:
+                if column == "number":
+                    keyset, extra = " AND t.number < ?", [last[1]]
+                else:
+                    keyset, extra = f" AND (t.{column}, t.number) < (?, ?)", list(last)
+            chunk = conn.execute(f"SELECT t.number, t.id, t.{column} FROM tickets t WHERE 1{filters}{keyset} "
+                                 f"ORDER BY {order} LIMIT ?", [*params, *extra, self.SEARCH_CHUNK]).fetchall()
+            if not chunk:
+                break
+            walked += len(chunk)
+            hits: set[str] = set()
+            unknown = [r[1] for r in chunk if r[0] not in numbers]
+            if seqs and unknown:
+                for i in range(0, len(unknown), 500):
+                    part = unknown[i:i + 500]
+                    for tid, seq in conn.execute(
+                            f"SELECT ticket_id, seq FROM messages WHERE ticket_id IN ({','.join('?' * len(part))})",
+                            part):
+                        if seq in seqs:
+                            hits.add(tid)
+            for number, tid, _key in chunk:
+                if number in numbers or tid in hits:
+                    found.append(number)
+                    if len(found) >= limit:
+                        break
+            last = (chunk[-1][2], chunk[-1][0])
+        if not found:
+            return []
+        return conn.execute(f"SELECT t.* FROM tickets t WHERE t.number IN ({','.join('?' * len(found))}) "
+                            f"ORDER BY {order}", found).fetchall()
 
     async def count_tickets(self, flt: TicketFilter | None = None) -> int:
         def run() -> int:
