@@ -9,9 +9,10 @@ from aiohttp import web
 
 from inbox.domain import Message, Ticket, TicketFilter
 from inbox.store.base import StoreError
+from web.keys import RUNTIME
 from workers.runtime import Runtime
 
-RUNTIME = web.AppKey("runtime", Runtime)
+__all__ = ["RUNTIME", "create_app"]
 
 
 def ticket_json(t: Ticket) -> dict[str, Any]:
@@ -106,11 +107,27 @@ async def api_ticket(request: web.Request) -> web.Response:
 
 
 def create_app(rt: Runtime) -> web.Application:
-    app = web.Application(client_max_size=rt.settings.web.max_upload_mb * 1024 * 1024 + 65536)
+    """The whole web app: health, the token API, the agents' UI (sessions, CSRF, templates) and plugins' routes.
+
+    Middlewares, outermost first: HTML error pages, authentication (default deny + CSRF), template context."""
+    from web import auth, live, security, templating, views
+    from web.login import setup_login
+
+    cfg = rt.settings.web
+    app = web.Application(client_max_size=cfg.max_upload_mb * 1024 * 1024 + 65536)
     app[RUNTIME] = rt
+    app.middlewares.append(security.error_pages)
+    auth.setup_auth(app, auth.load_secret_key(cfg.secret_key, rt.data_dir), cfg.secure_cookies,
+                    cfg.login_attempts_per_minute)
+    templating.setup_templates(app)
+    app.on_response_prepare.append(security.make_security_headers(cfg.secure_cookies))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/tickets", api_tickets)
     app.router.add_get("/api/tickets/{number}", api_ticket)
+    app.router.add_static("/static/", templating.STATIC, append_version=False)
+    setup_login(app)
+    live.setup_live(app, rt)
+    views.setup_views(app, rt)
     for setup in rt.web_setups:
         setup(app, rt)
     return app
