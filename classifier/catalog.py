@@ -204,7 +204,7 @@ def _row_to_tramite(row: dict[str, str], directory: AgencyDirectory) -> Tramite 
         key=ident or url,
         name=name,
         agency=agency,
-        organismo=directory.organismo_of(agency) if agency else "",
+        organismo=(directory.organismo_of(agency) or agency) if agency else "",
         id=ident,
         url=url,
         description=values.get("description", ""),

@@ -43,7 +43,7 @@ def build_lexicon(data: dict) -> Lexicon:
         phrases[tuple(_fold(key).split())] = _fold(value)
     for dept, places in (data.get("localities") or {}).items():
         dept_norm = _fold(dept)
-        expansion = f"departamento {dept_norm} intendencia {dept_norm}"
+        expansion = "dpto" + dept_norm.replace(" ", "")
         for place in places:
             phrases[tuple(_fold(place).split())] = expansion
     phrases.pop((), None)

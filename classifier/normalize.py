@@ -4,10 +4,10 @@ One function, :func:`normalize`, turns a message (or a catalogue text) into a lo
 string of tokens that every feature extractor reads. It is applied identically at training and prediction time.
 
 Steps: URLs and e-mail addresses become placeholder tokens; @handles and #hashtags keep their words (split on case
-changes: ``@BPSUruguay`` → ``bps uruguay``); accents are folded (``ñ`` → ``n``); letters repeated three or more times are
-collapsed (``holaaaa`` → ``hola``); long digit runs become ``nnn``; common chat abbreviations are expanded (``q``,
+changes: ``@BPSUruguay`` → ``bps uruguay``); accents are folded (``ñ`` → ``n``); letters repeated three or more times
+are collapsed (``holaaaa`` → ``hola``); long digit runs become ``nnn``; common chat abbreviations are expanded (``q``,
 ``xq``, ``tmb``, ``cdo``, ``ci``...); finally the lexicon (:mod:`classifier.lexicon`) appends canonical terms for
-colloquial words and the department of a known locality.
+colloquial words and a department token (``dptocanelones``) for a known locality.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ ABBREVIATIONS: dict[str, str] = {
 def fold_accents(text: str) -> str:
     """Lowercase and strip diacritics (``Ñandú`` → ``nandu``)."""
     decomposed = unicodedata.normalize("NFKD", text.lower())
+    if decomposed.isascii():
+        return decomposed
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 

@@ -26,6 +26,7 @@ PLUGINS: list[str] = [
     "adapters.email.plugin",
     "adapters.x.plugin",
     "adapters.facebook.plugin",
+    "classifier.plugin",
     "web.plugin",
     "workers.quality",
 ]

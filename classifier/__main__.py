@@ -1,0 +1,5 @@
+"""``python -m classifier --data-dir DIR {catalog import|classify|classifier ...}``."""
+
+from classifier.cli import main
+
+raise SystemExit(main())

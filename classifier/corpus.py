@@ -1,0 +1,135 @@
+"""Training documents built from the catalogue, the agency profiles, the unknown examples and labelled tickets.
+
+Every document carries two labels, the trámite (a catalogue key or NO_TRAMITE) and the agency (a name or UNKNOWN),
+and a weight. Catalogue and profile texts are long and formal while messages are short and informal, so each source
+text is also cut into shorter views (name alone, sentences, keyword groups, random word subsets) that look more like
+what citizens write.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+
+from classifier.agencies import AgencyDirectory, AgencyProfile
+from classifier.catalog import Catalog, Tramite
+from classifier.types import NO_TRAMITE, UNKNOWN, LabelledExample
+
+_SENTENCE = re.compile(r"(?<=[.;:!?])\s+|\s+-\s+")
+
+
+@dataclass(frozen=True)
+class Doc:
+    text: str
+    tramite: str  # catalogue key or NO_TRAMITE
+    agency: str  # agency name or UNKNOWN
+    weight: float
+    source: str  # catalog | profile | unknown | label
+    gate: bool = True  # used to train the kind gate (trámite / agency only / unknown)
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    dropout_views: int = 4  # random word-subset views per trámite
+    dropout_keep: float = 0.5
+    label_weight: float = 1.0  # weight of a labelled ticket (3.0 measured worse: one message dominates a centroid)
+    # Profiles of agencies that run catalogue trámites share their words with those trámites: keep them out of the
+    # kind gate, so "se me venció la cédula" is not taken for a message about the agency with no trámite.
+    gate_skips_catalog_agencies: bool = True
+    seed: int = 13
+
+
+def message_text(subject: str | None, text: str) -> str:
+    """The text the model reads for a message: subject and body."""
+    subject = (subject or "").strip()
+    return f"{subject}. {text}" if subject else text
+
+
+def _sentences(text: str, min_words: int = 3) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= min_words]
+
+
+def _dropout(words: list[str], keep: float, rng: random.Random) -> str:
+    kept = [w for w in words if rng.random() < keep]
+    return " ".join(kept or words[:3])
+
+
+def tramite_views(t: Tramite, directory: AgencyDirectory, cfg: CorpusConfig, rng: random.Random) -> list[str]:
+    acronym = directory.acronym_of(t.agency)
+    agency = f"{t.agency} {acronym}"
+    full = f"{t.name}. {t.name}. {agency}. {t.description}. {t.requirements}"
+    views = [full, f"{t.name}. {agency}", t.name]
+    if t.description:
+        views.append(f"{t.name}. {t.description}")
+    views += [f"{s} {acronym}" for s in _sentences(t.description)]
+    words = f"{t.name} {t.description} {t.requirements}".split()
+    views += [_dropout(words, cfg.dropout_keep, rng) for _ in range(cfg.dropout_views)]
+    return views
+
+
+def profile_views(p: AgencyProfile) -> list[str]:
+    head = f"{p.name} {p.acronym}".strip()
+    views = [p.document(), f"{head}. {p.description}"]
+    keywords = list(p.keywords)
+    views += [f"{kw} {p.acronym}".strip() for kw in keywords]
+    views += [", ".join(keywords[i : i + 3]) for i in range(0, len(keywords), 3)]
+    views += [alias for alias in p.aliases]
+    return views
+
+
+def unknown_texts() -> list[str]:
+    raw = resources.files("classifier").joinpath("data/unknown.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in raw.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _label_doc(ex: LabelledExample, catalog: Catalog, directory: AgencyDirectory, weight: float) -> Doc | None:
+    tramite = catalog.get(ex.tramite)
+    if ex.tramite and tramite is None:
+        return None  # a key this catalogue never had
+    agency = ex.agency or (tramite.agency if tramite else None)
+    agency = directory.canonical(agency) if agency and not tramite else agency
+    return Doc(
+        text=message_text(ex.subject, ex.text),
+        tramite=tramite.key if tramite else NO_TRAMITE,
+        agency=agency or UNKNOWN,
+        weight=weight,
+        source="label",
+    )
+
+
+def build_corpus(
+    catalog: Catalog,
+    directory: AgencyDirectory,
+    labelled: Iterable[LabelledExample] = (),
+    cfg: CorpusConfig | None = None,
+) -> list[Doc]:
+    cfg = cfg or CorpusConfig()
+    rng = random.Random(cfg.seed)
+    docs: list[Doc] = []
+    for t in sorted(catalog.active(), key=lambda x: x.key):
+        docs += [Doc(v, t.key, t.agency, 1.0, "catalog") for v in tramite_views(t, directory, cfg, rng)]
+    catalog_agencies = {t.agency for t in catalog.active()}
+    for p in directory.profiles.values():
+        gate = not (cfg.gate_skips_catalog_agencies and p.name in catalog_agencies)
+        docs += [Doc(v, NO_TRAMITE, p.name, 1.0, "profile", gate) for v in profile_views(p)]
+    docs += [Doc(text, NO_TRAMITE, UNKNOWN, 1.0, "unknown") for text in unknown_texts()]
+    for ex in labelled:
+        doc = _label_doc(ex, catalog, directory, cfg.label_weight)
+        if doc is not None:
+            docs.append(doc)
+    return docs
+
+
+def summarize(docs: list[Doc]) -> dict[str, object]:
+    by_source = Counter(d.source for d in docs)
+    return {
+        "documents": len(docs),
+        "by_source": dict(sorted(by_source.items())),
+        "tramites": len({d.tramite for d in docs if d.tramite != NO_TRAMITE}),
+        "agencies": len({d.agency for d in docs if d.agency != UNKNOWN}),
+        "labelled_tickets": by_source.get("label", 0),
+    }

@@ -1,0 +1,297 @@
+"""The model: three linear scorers over one TF-IDF feature space.
+
+- **kind gate** (logistic regression, calibrated by construction): does the message concern a catalogue trámite, an
+  agency with no fitting trámite, or nothing at all (spam, thanks-only, off-topic)?
+- **trámite scorer**: cosine similarity to each trámite's centroid (its catalogue views plus the labelled tickets),
+  turned into a distribution by a softmax with a low temperature. Most trámites have no labelled ticket at all, and a
+  similarity to the catalogue text generalizes to them where a discriminative model trained on one document per class
+  does not (measured: see docs/classifier.md).
+- **agency scorer**: a mix of centroid similarity and a log-loss SGD classifier over every agency (catalogue units and
+  the bodies of the profiles).
+
+They combine hierarchically: P(trámite t) = P(kind=trámite)·P(t | trámite); P(no trámite) = 1 − P(kind=trámite);
+P(agency a) = P(kind=trámite)·[mix·Σ_{t of a} P(t | trámite) + (1−mix)·P(a | text)] + P(kind=agency)·P(a | text);
+P(unknown) = P(kind=unknown).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.preprocessing import normalize as l2_normalize
+
+from classifier.corpus import Doc
+from classifier.features import FeatureConfig, Featurizer, stem
+from classifier.normalize import normalize
+
+KIND_TRAMITE, KIND_AGENCY, KIND_UNKNOWN = "tramite", "agency", "unknown"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tramite_temperature: float = 0.04
+    agency_temperature: float = 0.05
+    agency_sgd_weight: float = 0.0  # share of an SGD classifier in P(a | text); the rest is centroid similarity
+    centroid_terms: int = 1500  # features kept per centroid (largest weights): bounds model size and latency
+    agency_from_tramite: float = 0.5  # share of the trámite-derived agency when the message is about a trámite
+    organismo_weight: float = 0.5  # exponent of the top-level-body similarity that reweights P(agency); 0 = off
+    organismo_temperature: float = 0.05
+    organismo_weight_tramite: float = 1.0  # the same reweighting for P(t | trámite)
+    gate_c: float = 10.0
+    gate_balanced: bool = True
+    sgd_alpha: float = 2e-5
+    sgd_epochs: int = 8
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        feats = dict(d.get("features") or {})
+        for k in ("word_ngrams", "char_ngrams"):
+            if k in feats:
+                feats[k] = tuple(feats[k])
+        rest = {k: v for k, v in d.items() if k != "features" and k in cls.__dataclass_fields__}
+        return cls(features=FeatureConfig(**feats), **rest)
+
+
+@dataclass(frozen=True)
+class TramiteInfo:
+    key: str
+    name: str
+    agency: str
+    organismo: str
+
+
+@dataclass
+class Scores:
+    """Raw model output for a batch: probabilities over the model's label lists."""
+
+    tramite: np.ndarray  # (n, n_tramites): P(kind=trámite)·P(t | trámite)
+    no_tramite: np.ndarray  # (n,)
+    agency: np.ndarray  # (n, n_agencies)
+    unknown: np.ndarray  # (n,)
+
+
+def _softmax(z: np.ndarray, temperature: float) -> np.ndarray:
+    z = z / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _renormalize(p: np.ndarray) -> np.ndarray:
+    total = p.sum(axis=1, keepdims=True)
+    total[total == 0] = 1.0
+    return p / total
+
+
+def _centroids(
+    labels: Sequence[str], weights: np.ndarray, x: sp.csr_matrix, classes: list[str], keep: int
+) -> sp.csr_matrix:
+    index = {c: i for i, c in enumerate(classes)}
+    mask = np.array([lbl in index for lbl in labels])
+    rows = [index[lbl] for lbl, m in zip(labels, mask, strict=True) if m]
+    y = sp.csr_matrix((weights[mask], (rows, np.flatnonzero(mask))), shape=(len(classes), len(labels)))
+    return _prune_rows(sp.csr_matrix(l2_normalize(y @ x), dtype=np.float32), keep)
+
+
+def _prune_rows(m: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """Keep the ``keep`` largest entries of each row, then re-normalize the rows."""
+    m = m.tocsr()
+    m.sort_indices()
+    data, indices, indptr = [], [], [0]
+    for i in range(m.shape[0]):
+        lo, hi = m.indptr[i], m.indptr[i + 1]
+        d, j = m.data[lo:hi], m.indices[lo:hi]
+        if len(d) > keep:
+            top = np.sort(np.argpartition(-d, keep)[:keep])
+            d, j = d[top], j[top]
+        data.append(d)
+        indices.append(j)
+        indptr.append(indptr[-1] + len(d))
+    pruned = sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), np.array(indptr)), shape=m.shape, dtype=np.float32
+    )
+    return sp.csr_matrix(l2_normalize(pruned), dtype=np.float32)
+
+
+def _kind(doc: Doc, no_tramite: str, unknown: str) -> str:
+    if doc.tramite != no_tramite:
+        return KIND_TRAMITE
+    return KIND_AGENCY if doc.agency != unknown else KIND_UNKNOWN
+
+
+class TriageModel:
+    """Fitted state: the featurizer, the centroids, the gate and the agency classifier, plus their label lists."""
+
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        self.cfg = cfg or ModelConfig()
+        self.featurizer = Featurizer(self.cfg.features)
+        self.tramites: list[TramiteInfo] = []
+        self.agencies: list[str] = []
+        self.agency_organismo: dict[str, str] = {}
+        self.tramite_centroids: sp.csr_matrix | None = None
+        self.agency_centroids: sp.csr_matrix | None = None
+        self.gate: LogisticRegression | None = None
+        self.agency_clf: SGDClassifier | None = None
+        self.organismos: list[str] = []
+        self.organismo_centroids: sp.csr_matrix | None = None
+        self._tramite_to_agency: np.ndarray | None = None
+        self._feature_names: np.ndarray | None = None
+        self.fit_seconds: float = 0.0
+
+    # -- training --------------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        docs: list[Doc],
+        tramites: list[TramiteInfo],
+        agency_organismo: dict[str, str],
+        no_tramite: str,
+        unknown: str,
+    ) -> TriageModel:
+        started = time.perf_counter()
+        texts = [d.text for d in docs]
+        x = self.featurizer.fit_transform(texts)
+        weights = np.array([d.weight for d in docs], dtype=np.float64)
+        self.tramites = sorted(tramites, key=lambda t: t.key)
+        agencies = {d.agency for d in docs if d.agency != unknown} | {t.agency for t in self.tramites}
+        self.agencies = sorted(agencies)
+        self.agency_organismo = {a: agency_organismo.get(a, a) for a in self.agencies}
+        keys = [t.key for t in self.tramites]
+        self.tramite_centroids = _centroids([d.tramite for d in docs], weights, x, keys, self.cfg.centroid_terms)
+        agency_labels = [d.agency for d in docs]
+        self.agency_centroids = _centroids(agency_labels, weights, x, self.agencies, self.cfg.centroid_terms)
+        kinds = np.array([_kind(d, no_tramite, unknown) for d in docs])
+        in_gate = np.array([d.gate for d in docs])
+        balance = "balanced" if self.cfg.gate_balanced else None
+        self.gate = LogisticRegression(C=self.cfg.gate_c, max_iter=200, class_weight=balance, solver="newton-cg")
+        self.gate.fit(x[in_gate], kinds[in_gate], sample_weight=weights[in_gate])
+        self._fit_agency_clf(x, agency_labels, weights, unknown)
+        self.organismos = sorted(set(self.agency_organismo.values()))
+        org_labels = [self.agency_organismo.get(a, "") for a in agency_labels]
+        self.organismo_centroids = _centroids(org_labels, weights, x, self.organismos, self.cfg.centroid_terms)
+        self._prepare()
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    def _fit_agency_clf(self, x: sp.csr_matrix, labels: list[str], weights: np.ndarray, unknown: str) -> None:
+        if self.cfg.agency_sgd_weight <= 0:
+            return
+        mask = np.array([lbl != unknown for lbl in labels])
+        clf = SGDClassifier(
+            loss="log_loss",
+            alpha=self.cfg.sgd_alpha,
+            max_iter=self.cfg.sgd_epochs,
+            tol=None,
+            random_state=self.cfg.seed,
+        )
+        clf.fit(x[mask], np.array(labels, dtype=object)[mask], sample_weight=weights[mask])
+        self.agency_clf = clf
+
+    def _prepare(self) -> None:
+        """Derived, non-persisted state (fast-path layouts and lookups)."""
+        index = {a: i for i, a in enumerate(self.agencies)}
+        self._tramite_to_agency = np.array([index[t.agency] for t in self.tramites], dtype=np.int64)
+        ones = np.ones(len(self.tramites), dtype=np.float64)
+        shape = (len(self.tramites), len(self.agencies))
+        rows = np.arange(len(self.tramites))
+        self._tramite_agency_matrix = sp.csr_matrix((ones, (rows, self._tramite_to_agency)), shape=shape)
+        if self.agency_clf is not None:
+            # SGDClassifier copies a C-ordered coef_ on every call; Fortran order makes single predictions fast.
+            self.agency_clf.coef_ = np.asfortranarray(self.agency_clf.coef_)
+            self._agency_clf_cols = np.array([index[c] for c in self.agency_clf.classes_], dtype=np.int64)
+        assert self.tramite_centroids is not None and self.agency_centroids is not None and self.gate is not None
+        if self.organismo_centroids is not None:
+            org_index = {o: i for i, o in enumerate(self.organismos)}
+            self._agency_to_organismo = np.array([org_index[self.agency_organismo[a]] for a in self.agencies])
+            self._tramite_to_organismo = self._agency_to_organismo[self._tramite_to_agency]
+            self._organismo_centroids_t = sp.csr_matrix(self.organismo_centroids.T)
+        self._gate_coef_t = np.ascontiguousarray(self.gate.coef_.T, dtype=np.float64)
+        self._gate_intercept = np.asarray(self.gate.intercept_, dtype=np.float64)
+        self._tramite_centroids_t = sp.csr_matrix(self.tramite_centroids.T)
+        self._agency_centroids_t = sp.csr_matrix(self.agency_centroids.T)
+        self._feature_names = None
+
+    # -- prediction ------------------------------------------------------------------------------------------------
+    def vectorize(self, texts: list[str]) -> sp.csr_matrix:
+        return self.featurizer.transform(texts)
+
+    def score(self, x: sp.csr_matrix) -> Scores:
+        assert self.gate is not None and self._tramite_to_agency is not None
+        # Multinomial logistic regression: softmax of the linear scores (= predict_proba, without sklearn's overhead).
+        gate = _softmax(np.asarray(x @ self._gate_coef_t) + self._gate_intercept, 1.0)
+        col = {c: i for i, c in enumerate(self.gate.classes_)}
+        g_t, g_a, g_u = (gate[:, col[k]] for k in (KIND_TRAMITE, KIND_AGENCY, KIND_UNKNOWN))
+        p_t = _softmax(np.asarray((x @ self._tramite_centroids_t).todense()), self.cfg.tramite_temperature)
+        p_org = self._organismo_probs(x)
+        if p_org is not None and self.cfg.organismo_weight_tramite > 0:
+            p_t = _renormalize(p_t * p_org[:, self._tramite_to_organismo] ** self.cfg.organismo_weight_tramite)
+        p_a = self._agency_given_text(x)
+        from_tramite = np.asarray(self._tramite_agency_matrix.T @ p_t.T).T
+        mix = self.cfg.agency_from_tramite
+        agency = g_t[:, None] * (mix * from_tramite + (1 - mix) * p_a) + g_a[:, None] * p_a
+        if p_org is not None and self.cfg.organismo_weight > 0:
+            mass = agency.sum(axis=1, keepdims=True)
+            agency = _renormalize(agency * p_org[:, self._agency_to_organismo] ** self.cfg.organismo_weight) * mass
+        return Scores(tramite=g_t[:, None] * p_t, no_tramite=1 - g_t, agency=agency, unknown=g_u)
+
+    def _organismo_probs(self, x: sp.csr_matrix) -> np.ndarray | None:
+        """P(top-level body | text) from the bodies' centroids (all their units', trámites' and profiles' texts)."""
+        if self.organismo_centroids is None or not (self.cfg.organismo_weight or self.cfg.organismo_weight_tramite):
+            return None
+        sim = np.asarray((x @ self._organismo_centroids_t).todense())
+        return _softmax(sim, self.cfg.organismo_temperature)
+
+    def _agency_given_text(self, x: sp.csr_matrix) -> np.ndarray:
+        sim = _softmax(np.asarray((x @ self._agency_centroids_t).todense()), self.cfg.agency_temperature)
+        w = self.cfg.agency_sgd_weight if self.agency_clf is not None else 0.0
+        if w <= 0:
+            return sim
+        assert self.agency_clf is not None
+        p = np.zeros_like(sim)
+        p[:, self._agency_clf_cols] = self.agency_clf.predict_proba(x)
+        return (1 - w) * sim + w * p
+
+    # -- explanation -----------------------------------------------------------------------------------------------
+    def feature_names(self) -> np.ndarray:
+        if self._feature_names is None:
+            self._feature_names = self.featurizer.feature_names()
+        return self._feature_names
+
+    def explain(
+        self, x_row: sp.csr_matrix, text: str, tramite_index: int | None, agency_index: int | None, n: int = 6
+    ) -> list[str]:
+        """Words of the message that contributed most to the chosen trámite (or agency) centroid."""
+        if tramite_index is not None and self.tramite_centroids is not None:
+            centroid = self.tramite_centroids[tramite_index]
+        elif agency_index is not None and self.agency_centroids is not None:
+            centroid = self.agency_centroids[agency_index]
+        else:
+            return []
+        contrib = x_row.multiply(centroid).tocoo()
+        names = self.feature_names()
+        n_words = len(self.featurizer.word.vocabulary_)
+        stems: dict[str, float] = {}
+        for j, v in zip(contrib.col, contrib.data, strict=True):
+            if j < n_words:
+                for part in str(names[j]).split():
+                    stems[part] = stems.get(part, 0.0) + float(v)
+        ranked = sorted(stems, key=lambda s: -stems[s])
+        return _surface_words(text, ranked)[:n]
+
+
+def _surface_words(text: str, stems_ranked: list[str]) -> list[str]:
+    """Map stems back to the words the citizen wrote (first occurrence), best first."""
+    by_stem: dict[str, str] = {}
+    for token in normalize(text).split():
+        by_stem.setdefault(stem(token), token)
+    return [by_stem[s] for s in stems_ranked if s in by_stem]

@@ -1,0 +1,74 @@
+"""The classifier as an ``inbox`` plugin (list "classifier.plugin" in ``workers.runtime.PLUGINS``).
+
+- ``setup(rt)``: the ``triage`` job handler (payload ``{"ticket_id"}``, enqueued by the ingest pipeline). The active
+  model is loaded once and reloaded when ``inbox classifier train`` or ``rollback`` changes it; with no model yet, the
+  first job trains one from the catalogue (cold start, a few seconds, off the event loop).
+- ``register_cli(sub, common, with_runtime)``: ``inbox catalog import``, ``inbox classify``, ``inbox classifier
+  train|eval|rollback|list``; ``train`` reads the agents' labels from the store.
+
+Thresholds and routing come from ``<data_dir>/classifier.toml`` (see classifier/settings.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from classifier import api, cli, registry
+from classifier.api import Classifier
+from classifier.triage import labelled_examples, triage_ticket
+
+SERVICE = "classifier"
+
+
+class ClassifierHolder:
+    """The active model of a data directory, reloaded when the registry's active version changes."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._clf: Classifier | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Classifier:
+        active = registry.active_version(self.data_dir)
+        if self._clf is not None and self._clf.version == active:
+            return self._clf
+        async with self._lock:
+            active = registry.active_version(self.data_dir)
+            if self._clf is None or self._clf.version != active:
+                self._clf = await asyncio.to_thread(api.load_active, self.data_dir)
+            return self._clf
+
+
+def holder(rt: Any) -> ClassifierHolder:
+    existing = rt.services.get(SERVICE)
+    if existing is None:
+        existing = rt.services[SERVICE] = ClassifierHolder(Path(rt.data_dir))
+    return existing
+
+
+async def handle_triage(rt: Any, job: Any) -> None:
+    clf = await holder(rt).get()
+    await triage_ticket(rt.store, clf, str(job.payload["ticket_id"]), clf.settings)
+
+
+def setup(rt: Any) -> None:
+    rt.job_handlers["triage"] = handle_triage
+
+
+def register_cli(sub: Any, common: argparse.ArgumentParser, with_runtime: Any) -> None:
+    def wrap(handler: cli.Handler) -> Callable[[argparse.Namespace], int]:
+        async def run(rt: Any, args: argparse.Namespace) -> int:
+            args.data_dir = rt.data_dir
+            if handler is cli.cmd_train:
+                examples = await labelled_examples(rt.store)
+                return await asyncio.to_thread(cli.cmd_train, args, None, examples)
+            return await asyncio.to_thread(handler, args)
+
+        runner: Callable[[Any, argparse.Namespace], Awaitable[int]] = run
+        return with_runtime(runner)
+
+    cli.register(sub, None, parents=[common], wrap=wrap)
