@@ -42,6 +42,11 @@ class ClassifierHolder:
                 self._clf = await asyncio.to_thread(api.load_active, self.data_dir)
             return self._clf
 
+    async def predict(self, text: str, subject: str | None = None, k: int = 3) -> Any:
+        """What the web's tags panel shows (top-k and the terms behind them), off the event loop."""
+        clf = await self.get()
+        return await asyncio.to_thread(clf.predict, subject, text, k)
+
 
 def holder(rt: Any) -> ClassifierHolder:
     existing = rt.services.get(SERVICE)
@@ -57,6 +62,7 @@ async def handle_triage(rt: Any, job: Any) -> None:
 
 def setup(rt: Any) -> None:
     rt.job_handlers["triage"] = handle_triage
+    holder(rt)  # the web's tags panel asks rt.services["classifier"].predict(...)
 
 
 def register_cli(sub: Any, common: argparse.ArgumentParser, with_runtime: Any) -> None:
