@@ -1,4 +1,4 @@
-"""The job queue on the store: exactly-once completion under concurrent claimers, lease expiry, backoff, dead letters."""
+"""The job queue on the store: exactly-once completion under concurrent claimers, lease expiry, dead letters."""
 
 from __future__ import annotations
 
