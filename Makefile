@@ -1,4 +1,5 @@
 # The two commands: `make run` (set up and serve on the embedded SQLite store) and `make test` (set up and test).
+# constraints.txt pins every transitive dependency (pip freeze of a working environment); pyproject.toml pins the direct ones.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest setup clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 setup: $(STAMP)
