@@ -138,3 +138,38 @@ def load_directory(profiles_path: Path | None = None) -> AgencyDirectory:
 @lru_cache(maxsize=1)
 def default_directory() -> AgencyDirectory:
     return load_directory()
+
+
+# Acronyms of 3+ letters that are also ordinary words or expanded by the normalizer; never taken as a mention.
+_AMBIGUOUS_ACRONYMS = frozenset({"dni", "dna", "ine", "inc", "anc", "ain", "mec"})
+
+
+def mention_phrases(directory: AgencyDirectory) -> dict[tuple[str, ...], str]:
+    """Normalized phrases that name a body explicitly (acronyms, all-caps aliases, full names) → its top-level body.
+
+    A message that names a body ("BPS", "@UTE_Uy", "Banco de Seguros del Estado") is almost always about it."""
+    from classifier.normalize import basic_normalize
+
+    out: dict[tuple[str, ...], str] = {}
+
+    def add(phrase: str, organismo: str | None) -> None:
+        tokens = tuple(basic_normalize(phrase).split())
+        if not tokens or not organismo:
+            return
+        if len(tokens) == 1 and (len(tokens[0]) < 3 or tokens[0] in _AMBIGUOUS_ACRONYMS):
+            return
+        out.setdefault(tokens, organismo)
+
+    names = list(directory.profiles) + list(directory.unit_organismo)
+    for name in names:
+        org = directory.organismo_of(name)
+        if len(name.split()) >= 3:
+            add(name, org)
+        acronym = directory.acronym_of(name)
+        if acronym and acronym.isupper():
+            add(acronym, org)
+        profile = directory.profile(name)
+        for alias in profile.aliases if profile else ():
+            if alias.isupper() or len(alias.split()) >= 3:
+                add(alias, org)
+    return out

@@ -73,8 +73,8 @@ class Classifier:
             return []
         k = k or self.settings.top_k
         texts = [message_text(s, t) for s, t in messages]
-        x = self.model.vectorize(texts)
-        scores = self.model.score(x)
+        x, bases = self.model.vectorize_with_base(texts)
+        scores = self.model.score(x, bases, normalized=True)
         return [self._prediction(scores, i, k, x[i] if explain else None, texts[i]) for i in range(len(texts))]
 
     def _prediction(self, scores: Scores, i: int, k: int, x_row: Any, text: str) -> Prediction:

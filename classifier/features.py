@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import snowballstemmer
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from classifier.normalize import normalize
+from classifier.normalize import normalize, normalize_parts
 
 # Words that carry no topic (greetings, fillers, question words). Removed from the word features only: the char
 # n-grams still see them.
@@ -90,11 +90,17 @@ class Featurizer:
     def transform(self, texts: list[str]) -> sp.csr_matrix:
         """Same result as the vectorizers' ``transform`` + ``_combine``, without sklearn's per-call overhead (which
         dominates for one short message)."""
-        words, chars = self.prepare(texts)
+        return self.transform_with_base(texts)[0]
+
+    def transform_with_base(self, texts: list[str]) -> tuple[sp.csr_matrix, list[str]]:
+        """:meth:`transform`, plus each text's normalization without the lexicon (for the body mentions)."""
+        parts = [normalize_parts(t) for t in texts]
+        chars = [full for _, full in parts]
+        words = [stemmed(n) for n in chars]
         fast = self._fast()
         w_part = fast.rows(words, 0)
         c_part = fast.rows(chars, 1)
-        return fast.combine(w_part, c_part, len(texts), self.cfg.char_weight)
+        return fast.combine(w_part, c_part, len(texts), self.cfg.char_weight), [base for base, _ in parts]
 
     def _fast(self) -> _FastVectorizer:
         cached: _FastVectorizer | None = getattr(self, "_fast_cache", None)

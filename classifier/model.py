@@ -44,6 +44,9 @@ class ModelConfig:
     organismo_weight: float = 0.5  # exponent of the top-level-body similarity that reweights P(agency); 0 = off
     organismo_temperature: float = 0.05
     organismo_weight_tramite: float = 1.0  # the same reweighting for P(t | trámite)
+    mention_boost: float = 4.0  # a body named in the message (acronym, name): its probability ×(1 + boost); 0 = off
+    mention_unknown: float = 0.25  # ... and P(unknown) × this (a message that names one or two bodies is about them)
+    mention_max: int = 2  # more bodies named than this (a rant against "ANTEL UTE OSE BPS") is no evidence
     gate_c: float = 10.0
     gate_balanced: bool = True
     sgd_alpha: float = 2e-5
@@ -220,19 +223,66 @@ class TriageModel:
         self._tramite_centroids_t = sp.csr_matrix(self.tramite_centroids.T)
         self._agency_centroids_t = sp.csr_matrix(self.agency_centroids.T)
         self._feature_names = None
+        self._prepare_mentions()
+
+    def _prepare_mentions(self) -> None:
+        from classifier.agencies import default_directory, mention_phrases
+
+        org_index = {o: i for i, o in enumerate(self.organismos)}
+        phrases = {k: org_index[o] for k, o in mention_phrases(default_directory()).items() if o in org_index}
+        self._mention_phrases = phrases
+        self._mention_len = max((len(k) for k in phrases), default=1)
+        self._mention_first = frozenset(k[0] for k in phrases)
+
+    def mentions(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
+        """(n, n_organismos) 1.0 where the text names the top-level body (when it names at most ``mention_max``);
+        ``normalized``: the texts are already :func:`basic_normalize`-d."""
+        m = np.zeros((len(texts), len(self.organismos)), dtype=np.float64)
+        if not self.cfg.mention_boost or not self._mention_phrases:
+            return m
+        from classifier.normalize import basic_normalize
+
+        for i, text in enumerate(texts):
+            tokens = (text if normalized else basic_normalize(text)).split()
+            found: set[int] = set()
+            first = self._mention_first
+            for start in range(len(tokens)):
+                if tokens[start] not in first:
+                    continue
+                for n in range(min(self._mention_len, len(tokens) - start), 0, -1):
+                    hit = self._mention_phrases.get(tuple(tokens[start : start + n]))
+                    if hit is not None:
+                        found.add(hit)
+                        break
+            if 0 < len(found) <= self.cfg.mention_max:
+                m[i, list(found)] = 1.0
+        return m
 
     # -- prediction ------------------------------------------------------------------------------------------------
     def vectorize(self, texts: list[str]) -> sp.csr_matrix:
         return self.featurizer.transform(texts)
 
-    def score(self, x: sp.csr_matrix) -> Scores:
+    def vectorize_with_base(self, texts: list[str]) -> tuple[sp.csr_matrix, list[str]]:
+        """The feature rows and the texts normalized without the lexicon (what :meth:`score` reads mentions from)."""
+        return self.featurizer.transform_with_base(texts)
+
+    def score(self, x: sp.csr_matrix, texts: Sequence[str] | None = None, normalized: bool = False) -> Scores:
+        """Scores of vectorized messages; with their ``texts`` (``normalized``: as :meth:`vectorize_with_base`
+        returns them), bodies the messages name are boosted."""
         assert self.gate is not None and self._tramite_to_agency is not None
         # Multinomial logistic regression: softmax of the linear scores (= predict_proba, without sklearn's overhead).
         gate = _softmax(np.asarray(x @ self._gate_coef_t) + self._gate_intercept, 1.0)
         col = {c: i for i, c in enumerate(self.gate.classes_)}
+        named = self.mentions(texts, normalized) if texts is not None and self.organismos else None
+        if named is not None:
+            any_named = named.any(axis=1)
+            gate[any_named, col[KIND_UNKNOWN]] *= self.cfg.mention_unknown
+            gate = _renormalize(gate)
         g_t, g_a, g_u = (gate[:, col[k]] for k in (KIND_TRAMITE, KIND_AGENCY, KIND_UNKNOWN))
         p_t = _softmax(np.asarray((x @ self._tramite_centroids_t).todense()), self.cfg.tramite_temperature)
         p_org = self._organismo_probs(x)
+        if p_org is not None and named is not None:
+            p_org = _renormalize(p_org * (1.0 + self.cfg.mention_boost * named))
         if p_org is not None and self.cfg.organismo_weight_tramite > 0:
             p_t = _renormalize(p_t * p_org[:, self._tramite_to_organismo] ** self.cfg.organismo_weight_tramite)
         p_a = self._agency_given_text(x)
@@ -242,6 +292,10 @@ class TriageModel:
         if p_org is not None and self.cfg.organismo_weight > 0:
             mass = agency.sum(axis=1, keepdims=True)
             agency = _renormalize(agency * p_org[:, self._agency_to_organismo] ** self.cfg.organismo_weight) * mass
+        if named is not None and self.organismos:
+            mass = agency.sum(axis=1, keepdims=True)
+            boost = 1.0 + self.cfg.mention_boost * named[:, self._agency_to_organismo]
+            agency = _renormalize(agency * boost) * mass
         return Scores(tramite=g_t[:, None] * p_t, no_tramite=1 - g_t, agency=agency, unknown=g_u)
 
     def _organismo_probs(self, x: sp.csr_matrix) -> np.ndarray | None:

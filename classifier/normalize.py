@@ -131,8 +131,13 @@ def basic_normalize(text: str) -> str:
 
 def normalize(text: str) -> str:
     """Full normalization: :func:`basic_normalize` plus lexicon expansions appended at the end."""
+    return normalize_parts(text)[1]
+
+
+def normalize_parts(text: str) -> tuple[str, str]:
+    """(:func:`basic_normalize`, :func:`normalize`) of ``text``, normalizing once."""
     from classifier.lexicon import expand
 
     base = basic_normalize(text)
     extra = expand(base)
-    return f"{base} {extra}".strip() if extra else base
+    return base, (f"{base} {extra}".strip() if extra else base)

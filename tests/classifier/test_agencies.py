@@ -53,3 +53,12 @@ def test_the_nine_bodies_use_the_labelled_names() -> None:
         ("BSE", "Banco de Seguros del Estado"),
     ]:
         assert d.canonical(acronym) == name
+
+
+def test_mentions_name_the_body() -> None:
+    from classifier.agencies import default_directory, mention_phrases
+
+    phrases = mention_phrases(default_directory())
+    assert phrases[("bps",)] == "Banco de Previsión Social"
+    assert phrases[("ute",)] == "Administración Nacional de Usinas y Trasmisiones Eléctricas"
+    assert ("dni",) not in phrases and ("ci",) not in phrases

@@ -77,3 +77,14 @@ def test_fast_paths_match_sklearn(clf: Classifier) -> None:
     scores = clf.model.score(fast)
     kinds = list(gate.classes_)
     assert np.allclose(1 - scores.no_tramite, gate.predict_proba(fast)[:, kinds.index("tramite")], atol=1e-5)
+
+
+def test_named_body_is_boosted_and_not_unknown(clf: Classifier) -> None:
+    model = clf.model
+    texts = ["@UTE_Uy hola, qué tal", "ANTEL UTE OSE BPS todos iguales"]
+    named = model.mentions(texts)
+    ute = model.organismos.index("Administración Nacional de Usinas y Trasmisiones Eléctricas")
+    assert named[0, ute] == 1.0 and named[0].sum() == 1.0
+    assert named[1].sum() == 0.0  # naming four bodies at once is no evidence
+    pred = clf.predict(None, texts[0])
+    assert pred.agency[0].organismo == "Administración Nacional de Usinas y Trasmisiones Eléctricas"
