@@ -106,8 +106,8 @@ def prefill(data_dir: Path, tickets: int) -> None:
             "INSERT INTO messages (id, ticket_id, direction, channel, account, external_id, text, received_at) "
             "VALUES (?, ?, 'in', 'email', 'prefill', ?, ?, ?)",
             ((f"pm{i}", f"pt{i}", f"pre{i}@prefill", f"texto {i}", now) for i in ids))
-        conn.executemany("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, ?)",
-                         ((10 + i, f"prefill {i}", f"Persona {i}") for i in ids))
+        conn.executemany("INSERT INTO search_fts (rowid, subject, contact, body) VALUES (?, ?, ?, ?)",
+                         ((10 + i, f"prefill {i}", f"Persona {i}", f"texto {i}") for i in ids))
     conn.execute("INSERT OR REPLACE INTO counters VALUES ('ticket_number', ?)", (tickets + 10,))
     conn.execute("COMMIT")
     conn.close()

@@ -136,14 +136,13 @@ def seed(db: Path, n_tickets: int, rng: random.Random) -> None:
     messages_sql = ("INSERT INTO messages (seq, id, ticket_id, direction, channel, account, external_id, "
                     "author_kind, author_value, author_name, subject, text, received_at) "
                     "VALUES (?,?,?,'in',?,'bench',?,?,?,?,?,?,?)")
-    batch_t, batch_m, batch_tf, batch_mf = [], [], [], []
+    batch_t, batch_m, batch_s = [], [], []
 
     def flush() -> None:
         conn.executemany(tickets_sql, batch_t)
         conn.executemany(messages_sql, batch_m)
-        conn.executemany("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?,?,?)", batch_tf)
-        conn.executemany("INSERT INTO message_fts (rowid, text, ticket_number) VALUES (?,?,?)", batch_mf)
-        for b in (batch_t, batch_m, batch_tf, batch_mf):
+        conn.executemany("INSERT INTO search_fts (rowid, subject, contact, body) VALUES (?,?,?,?)", batch_s)
+        for b in (batch_t, batch_m, batch_s):
             b.clear()
 
     for (number, channel, c, subject, tags, tkey, agency, assignee, queue, status, created, last_s, text) in rows():
@@ -153,8 +152,7 @@ def seed(db: Path, n_tickets: int, rng: random.Random) -> None:
         batch_m.append((number, f"m_{number}", tid, channel, f"bench-{number}", "email",
                         contact_text[c].split(" ")[2] if len(contact_text[c].split(" ")) > 2 else "x",
                         contact_text[c].rsplit(" ", 1)[0], subject, text, last_s))
-        batch_tf.append((number, subject, contact_text[c]))
-        batch_mf.append((number, text, number))
+        batch_s.append((number, subject, contact_text[c], text))
         if len(batch_t) >= 20_000:
             flush()
     flush()
@@ -164,8 +162,7 @@ def seed(db: Path, n_tickets: int, rng: random.Random) -> None:
     for _name, sql in indexes:
         conn.execute(sql)
     conn.execute("ANALYZE")
-    conn.execute("INSERT INTO ticket_fts(ticket_fts) VALUES ('optimize')")
-    conn.execute("INSERT INTO message_fts(message_fts) VALUES ('optimize')")
+    conn.execute("INSERT INTO search_fts(search_fts) VALUES ('optimize')")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
     print(f"seeded {n_tickets:,} tickets, {n_contacts:,} contacts in {t1 - t0:.0f} s "

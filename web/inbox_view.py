@@ -215,10 +215,12 @@ async def inbox_counts(request: web.Request) -> web.StreamResponse:
     store = request.app[RUNTIME].store
     ui: UIState = request.app[UI]
     flt, params = parse_query(request, user)
-    out: dict[str, int] = {}
+    out: dict[str, int | str] = {}
+    cap = getattr(store, "SEARCH_COUNT_CAP", None)  # a store that stops counting search matches there
     for v in [*sidebar_views(user, await known_queues(request, user)), {"id": "current", "flt": flt}]:
         f: TicketFilter = v["flt"]
-        out[v["id"]] = await ui.count(flt_key(f), functools.partial(store.count_tickets, f))
+        n = await ui.count(flt_key(f), functools.partial(store.count_tickets, f))
+        out[v["id"]] = f"{n:,}+".replace(",", ".") if f.text and cap and n >= cap else n
     return web.json_response(out)
 
 

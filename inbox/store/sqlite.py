@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -67,23 +66,29 @@ from inbox.store.codec import (
 T = TypeVar("T")
 
 _SORT_COLUMNS = {"last_activity": "last_activity_at", "created": "created_at", "number": "number"}
-_FTS_TOKEN = re.compile(r"\w+", re.UNICODE)
-
-
-def _fold(word: str) -> str:
-    """A word as the index stores it (unicode61, remove_diacritics 2): lower case, no accents."""
-    decomposed = unicodedata.normalize("NFD", word.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+# What unicode61 treats as one token: letters and digits (``\w`` without the underscore, a separator there).
+_FTS_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def fts_query(text: str) -> str | None:
     """Turn user input into a safe FTS5 query: every word must match, the last one as a prefix."""
-    words = _FTS_TOKEN.findall(text)
+    words = _FTS_TOKEN.findall(unicodedata.normalize("NFC", text))
     if not words:
         return None
     quoted = [f'"{w}"' for w in words]
     quoted[-1] += "*"
     return " AND ".join(quoted)
+
+
+def _unless_phrase(fn: Callable[[], T], nothing: T) -> T:
+    """``fn()``, or ``nothing`` when a query word is several tokens to unicode61 (a few letters whose Unicode class
+    changed after the tables SQLite uses): the index keeps no positions (detail=none), so FTS5 refuses the phrase."""
+    try:
+        return fn()
+    except sqlite3.OperationalError as exc:
+        if "phrase queries are not supported" not in str(exc):
+            raise
+        return nothing
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -401,11 +406,16 @@ class SQLiteStore(Store):
         return " ".join(parts)
 
     def _refresh_ticket_fts_for_contact(self, c: sqlite3.Connection, contact_id: str) -> None:
+        """Rewrite the contact column of the search rows of the contact's tickets."""
         text = self._contact_search_text(c, contact_id)
-        for r in c.execute("SELECT number, subject FROM tickets WHERE contact_id=?", (contact_id,)).fetchall():
-            c.execute("DELETE FROM ticket_fts WHERE rowid=?", (r["number"],))
-            c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, ?)",
-                      (r["number"], r["subject"] or "", text))
+        for r in c.execute("SELECT number FROM tickets WHERE contact_id=?", (contact_id,)).fetchall():
+            c.execute("UPDATE search_fts SET contact=? WHERE rowid=?", (text, r["number"]))
+
+    @staticmethod
+    def _append_search_text(c: sqlite3.Connection, number: int, text: str) -> None:
+        """A later message's text joins its ticket's search row."""
+        if text:
+            c.execute("UPDATE search_fts SET body = body || char(10) || ? WHERE rowid=?", (text, number))
 
     # -- tickets ---------------------------------------------------------------------------------------------------
     async def get_ticket(self, ticket_id: str) -> Ticket | None:
@@ -438,40 +448,36 @@ class SQLiteStore(Store):
                 params.append(value)
         if flt.unassigned:
             where.append("t.assignee IS NULL")
-        if flt.text:
-            q = fts_query(flt.text)
-            if q is None:
-                where.append("0")
-            else:
-                where.append(
-                    "t.number IN (SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ? "
-                    "UNION SELECT ticket_number FROM message_fts WHERE message_fts MATCH ?)"
-                )
-                params.extend([q, q])
-        return where, params
+        return where, params  # flt.text: see _search
 
     async def list_tickets(
         self, flt: TicketFilter | None = None, sort: str = "last_activity", cursor: str | None = None, limit: int = 50
     ) -> Page:
+        """With ``flt.text`` the tickets come newest first by number whatever ``sort`` is (see ``_search``); the
+        cursor keeps its [sort key, number] form and only its number is used."""
         if sort not in SORTS:
             raise StoreError(f"unknown sort {sort!r}")
         column = _SORT_COLUMNS[sort]
 
         def run() -> Page:
-            text = flt.text if flt is not None else None
-            where, params = self._where(replace(flt, text=None) if text and flt is not None else flt)
-            if cursor:
-                key, number = decode_cursor(cursor)
-                if column == "number":
-                    where.append("t.number < ?")
-                    params.append(number)
-                else:
-                    where.append(f"(t.{column}, t.number) < (?, ?)")
-                    params.extend([key, number])
-            order = "t.number DESC" if column == "number" else f"t.{column} DESC, t.number DESC"
-            if text:
-                rows = self._search_page(text, where, params, column, limit + 1)
+            where, params = self._where(flt)
+            after = decode_cursor(cursor) if cursor else None
+            if after is not None and len(after) != 2:
+                raise StoreError("invalid cursor")
+            if flt is not None and flt.text:
+                nothing: list[sqlite3.Row] = []
+                rows = _unless_phrase(lambda: self._search(flt.text or "", where, params, after[1] if after else None,
+                                                           limit + 1), nothing)
             else:
+                if after is not None:
+                    key, number = after
+                    if column == "number":
+                        where.append("t.number < ?")
+                        params.append(number)
+                    else:
+                        where.append(f"(t.{column}, t.number) < (?, ?)")
+                        params.extend([key, number])
+                order = "t.number DESC" if column == "number" else f"t.{column} DESC, t.number DESC"
                 sql = "SELECT t.* FROM tickets t"
                 if where:
                     sql += " WHERE " + " AND ".join(where)
@@ -486,156 +492,105 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
-    # -- full-text search that stays fast on a million tickets ---------------------------------------------------
-    # A plain "number IN (all matches)" materializes every match and then sorts: seconds for a word found in most
-    # messages. Here the last word's prefix is first expanded to the index's own terms (an fts5vocab lookup), so every
-    # query is exact (cheap to count and to probe); then a bounded count picks the plan:
-    #   few matches      -> drive the query from the matches (join, sort);
-    #   some matches     -> read the matching ids into memory and walk the filtered tickets in list order, in chunks;
-    #   very many        -> walk the filtered tickets in list order probing the index per ticket (under a deadline,
-    #                       after which the in-memory plan runs).
-    # Same semantics as ``fts_query``: every word must match (case and accents ignored), the last one as a prefix.
-    SEARCH_JOIN_MAX = 5_000
-    SEARCH_MEMORY_MAX = 100_000
-    SEARCH_CHUNK = 2_000
-    SEARCH_SCAN_BUDGET = 60_000  # tickets walked by the in-memory plan before the join plan takes over
-    SEARCH_PROBE_DEADLINE_S = 0.2
-    PREFIX_TERMS_MAX = 40
+    # -- full-text search ------------------------------------------------------------------------------------------
+    # One FTS5 row per ticket (``search_fts``, rowid = ticket number: subject, contact, every message's text; see
+    # migration 0002). A search walks the matches in rowid order, newest ticket first, joins each to its ticket for
+    # the other filters and stops when the page is full, so it costs the matches walked (~0.5 µs each), not the matches
+    # found; its results are ordered by ticket number. When the filters keep few of many matches (a common word in one
+    # agent's tickets) the walk may read most of the index (~0.5 s at a million): after SEARCH_WALK_S it gives way to
+    # the other direction when the filtered tickets are at most SEARCH_PROBE_MAX: they are probed in the index, newest
+    # first (~20-40 µs each). Counts with text stop at SEARCH_COUNT_CAP.
+    SEARCH_WALK_S = 0.05
+    SEARCH_PROBE_MAX = 20_000
+    SEARCH_PROBE_CHUNK = 256
+    SEARCH_COUNT_CAP = 10_000
 
-    def _vocab(self, table: str) -> str:
-        """A per-connection (temp) fts5vocab table over ``table``: no schema change, created on first use."""
+    def _within(self, seconds: float, fn: Callable[[], T]) -> T | None:
+        """``fn()`` on this thread's connection, or None if it ran past ``seconds`` (the statement is interrupted)."""
         conn = self.conn
-        name = f"{table}_vocab"
-        made = self.__dict__.setdefault("_vocabs_made", set())
-        if (id(conn), name) not in made:
-            conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{name} USING fts5vocab(main, '{table}', 'row')")
-            made.add((id(conn), name))
-        return f"temp.{name}"
-
-    def _exact_query(self, table: str, words: list[str]) -> str | None:
-        """The FTS query for ``table`` with the last word's prefix expanded to the terms the index holds."""
-        head = [f'"{w}"' for w in words[:-1]]
-        last = _fold(words[-1])
-        if len(last) < 2:  # a one-letter prefix: too many terms to list, FTS expands it
-            return " AND ".join([*head, f'"{last}"*'])
-        hi = last[:-1] + chr(ord(last[-1]) + 1)
-        terms = [r[0] for r in self.conn.execute(
-            f"SELECT term FROM {self._vocab(table)} WHERE term >= ? AND term < ? LIMIT ?",
-            (last, hi, self.PREFIX_TERMS_MAX + 1))]
-        if not terms:
-            return None
-        if len(terms) > self.PREFIX_TERMS_MAX:  # a short, common prefix: let FTS expand it
-            return " AND ".join([*head, f'"{last}"*'])
-        tail = "(" + " OR ".join(f'"{t}"' for t in terms) + ")" if len(terms) > 1 else f'"{terms[0]}"'
-        return " AND ".join([*head, tail])
-
-    def _search_page(self, text: str, where: list[str], params: list[Any], column: str, limit: int) -> list[Any]:
-        words = _FTS_TOKEN.findall(text)
-        if not words:
-            return []
-        conn = self.conn
-        order = "t.number DESC" if column == "number" else f"t.{column} DESC, t.number DESC"
-        qt = self._exact_query("ticket_fts", words)
-        qm = self._exact_query("message_fts", words)
-        if qt is None and qm is None:
-            return []
-        bound = self.SEARCH_MEMORY_MAX
-        nt = conn.execute("SELECT count(*) FROM (SELECT 1 FROM ticket_fts WHERE ticket_fts MATCH ? LIMIT ?)",
-                          (qt, bound)).fetchone()[0] if qt else 0
-        nm = conn.execute("SELECT count(*) FROM (SELECT 1 FROM message_fts WHERE message_fts MATCH ? LIMIT ?)",
-                          (qm, bound)).fetchone()[0] if qm else 0
-        filters = (" AND " + " AND ".join(where)) if where else ""
-        if nt + nm <= self.SEARCH_JOIN_MAX:
-            return self._search_join(qt, qm, filters, params, order, limit)
-        if nt + nm < bound:
-            rows = self._search_walk(qt, qm, filters, params, column, order, limit)
-            return rows if rows is not None else self._search_join(qt, qm, filters, params, order, limit)
-        probes = []
-        probe_params: list[Any] = []
-        if qt:
-            probes.append("EXISTS (SELECT 1 FROM ticket_fts WHERE ticket_fts MATCH ? AND rowid = t.number)")
-            probe_params.append(qt)
-        if qm:
-            probes.append("EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND EXISTS "
-                          "(SELECT 1 FROM message_fts WHERE message_fts MATCH ? AND rowid = m.seq))")
-            probe_params.append(qm)
-        sql = f"SELECT t.* FROM tickets t WHERE 1{filters} AND ({' OR '.join(probes)}) ORDER BY {order} LIMIT ?"
-        deadline = time.monotonic() + self.SEARCH_PROBE_DEADLINE_S
-        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        deadline = time.monotonic() + seconds
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1_000)
         try:
-            return conn.execute(sql, [*params, *probe_params, limit]).fetchall()
+            return fn()
         except sqlite3.OperationalError as exc:
             if "interrupt" not in str(exc):
                 raise
+            return None
         finally:
             conn.set_progress_handler(None, 0)
-        rows = self._search_walk(qt, qm, filters, params, column, order, limit, budget=10**9)
-        return rows or []
 
-    def _search_join(self, qt: str | None, qm: str | None, filters: str, params: list[Any], order: str,
-                     limit: int) -> list[Any]:
-        parts, match_params = [], []
-        if qt:
-            parts.append("SELECT rowid AS n FROM ticket_fts WHERE ticket_fts MATCH ?")
-            match_params.append(qt)
-        if qm:
-            parts.append("SELECT ticket_number AS n FROM message_fts WHERE message_fts MATCH ?")
-            match_params.append(qm)
-        sql = (f"WITH found(n) AS ({' UNION '.join(parts)}) SELECT t.* FROM found CROSS JOIN tickets t "
-               f"ON t.number = found.n WHERE 1{filters} ORDER BY {order} LIMIT ?")
-        return self.conn.execute(sql, [*match_params, *params, limit]).fetchall()
+    def _walk_sql(self, where: list[str], before: int | None, select: str) -> str:
+        rowid = " AND search_fts.rowid < ?" if before is not None else ""
+        filters = "".join(f" AND {w}" for w in where)
+        return (f"SELECT {select} FROM search_fts CROSS JOIN tickets t ON t.number = search_fts.rowid "
+                f"WHERE search_fts MATCH ?{rowid}{filters} ORDER BY search_fts.rowid DESC LIMIT ?")
 
-    def _search_walk(self, qt: str | None, qm: str | None, filters: str, params: list[Any], column: str,
-                     order: str, limit: int, budget: int | None = None) -> list[Any] | None:
-        """Matching ids in memory; the filtered tickets walked in list order, a chunk at a time. None when the walk
-        would go on too long (the matches are rare among the filtered tickets)."""
+    def _probe(self, q: str, where: list[str], params: list[Any], before: int | None,
+               limit: int) -> list[int] | None:
+        """The filtered tickets (numbers below ``before``) that match ``q``, newest first, at most ``limit``; None
+        when there are more than SEARCH_PROBE_MAX filtered tickets."""
         conn = self.conn
-        numbers = {r[0] for r in conn.execute("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?", (qt,))} \
-            if qt else set()
-        seqs = {r[0] for r in conn.execute("SELECT rowid FROM message_fts WHERE message_fts MATCH ?", (qm,))} \
-            if qm else set()
-        budget = self.SEARCH_SCAN_BUDGET if budget is None else budget
+        sql = "SELECT t.number FROM tickets t WHERE " + " AND ".join(where or ["1"])
+        args = list(params)
+        if before is not None:
+            sql += " AND t.number < ?"
+            args.append(before)
+        numbers = [r[0] for r in conn.execute(sql + " LIMIT ?", [*args, self.SEARCH_PROBE_MAX + 1])]
+        if len(numbers) > self.SEARCH_PROBE_MAX:
+            return None
+        numbers.sort(reverse=True)
         found: list[int] = []
-        last: tuple[Any, int] | None = None
-        walked = 0
-        while len(found) < limit:
-            if walked >= budget:
-                return None
-            keyset, extra = "", []
-            if last is not None:
-                if column == "number":
-                    keyset, extra = " AND t.number < ?", [last[1]]
-                else:
-                    keyset, extra = f" AND (t.{column}, t.number) < (?, ?)", list(last)
-            chunk = conn.execute(f"SELECT t.number, t.id, t.{column} FROM tickets t WHERE 1{filters}{keyset} "
-                                 f"ORDER BY {order} LIMIT ?", [*params, *extra, self.SEARCH_CHUNK]).fetchall()
-            if not chunk:
+        for i in range(0, len(numbers), self.SEARCH_PROBE_CHUNK):
+            part = numbers[i:i + self.SEARCH_PROBE_CHUNK]
+            hits = {r[0] for r in conn.execute(
+                f"SELECT rowid FROM search_fts WHERE search_fts MATCH ? AND rowid IN ({','.join('?' * len(part))})",
+                [q, *part])}
+            found.extend(n for n in part if n in hits)
+            if len(found) >= limit:
                 break
-            walked += len(chunk)
-            hits: set[str] = set()
-            unknown = [r[1] for r in chunk if r[0] not in numbers]
-            if seqs and unknown:
-                for i in range(0, len(unknown), 500):
-                    part = unknown[i:i + 500]
-                    for tid, seq in conn.execute(
-                            f"SELECT ticket_id, seq FROM messages WHERE ticket_id IN ({','.join('?' * len(part))})",
-                            part):
-                        if seq in seqs:
-                            hits.add(tid)
-            for number, tid, _key in chunk:
-                if number in numbers or tid in hits:
-                    found.append(number)
-                    if len(found) >= limit:
-                        break
-            last = (chunk[-1][2], chunk[-1][0])
-        if not found:
+        return found[:limit]
+
+    def _search(self, text: str, where: list[str], params: list[Any], before: int | None,
+                limit: int) -> list[sqlite3.Row]:
+        q = fts_query(text)
+        if q is None:
             return []
-        return conn.execute(f"SELECT t.* FROM tickets t WHERE t.number IN ({','.join('?' * len(found))}) "
-                            f"ORDER BY {order}", found).fetchall()
+        conn = self.conn
+        bound = [before] if before is not None else []
+        sql = self._walk_sql(where, before, "t.*")
+        args = [q, *bound, *params, limit]
+        if not where:  # every match is a hit: the walk stops after ``limit`` of them
+            return conn.execute(sql, args).fetchall()
+        rows = self._within(self.SEARCH_WALK_S, lambda: conn.execute(sql, args).fetchall())
+        if rows is not None:
+            return rows
+        numbers = self._probe(q, where, params, before, limit)
+        if numbers is None:  # many filtered tickets too: the walk, to its end
+            return conn.execute(sql, args).fetchall()
+        if not numbers:
+            return []
+        return conn.execute(f"SELECT t.* FROM tickets t WHERE t.number IN ({','.join('?' * len(numbers))}) "
+                            "ORDER BY t.number DESC", numbers).fetchall()
+
+    def _count_search(self, text: str, where: list[str], params: list[Any]) -> int:
+        q = fts_query(text)
+        if q is None:
+            return 0
+        conn = self.conn
+        cap = self.SEARCH_COUNT_CAP
+        if not where:
+            return int(conn.execute("SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH ? "
+                                    "LIMIT ?)", (q, cap)).fetchone()[0])
+        # the walk to its end at worst (~0.5 s at a million matches): counts are fetched after the page, and cached
+        sql = f"SELECT count(*) FROM ({self._walk_sql(where, None, '1')})"
+        return int(conn.execute(sql, [q, *params, cap]).fetchone()[0])
 
     async def count_tickets(self, flt: TicketFilter | None = None) -> int:
+        """Exact without ``flt.text``; with it, counting stops at SEARCH_COUNT_CAP (the UI shows "10.000+")."""
         def run() -> int:
             where, params = self._where(flt)
+            if flt is not None and flt.text:
+                return _unless_phrase(lambda: self._count_search(flt.text or "", where, params), 0)
             sql = "SELECT count(*) FROM tickets t" + (" WHERE " + " AND ".join(where) if where else "")
             return int(self.conn.execute(sql, params).fetchone()[0])
 
@@ -660,7 +615,8 @@ class SQLiteStore(Store):
                     assignments = ", ".join(f"{k}=?" for k in sets)
                     c.execute(f"UPDATE tickets SET {assignments} WHERE id=?", [*sets.values(), ticket_id])
                     if "subject" in sets:
-                        self._refresh_ticket_fts_for_contact(c, ticket.contact_id)
+                        c.execute("UPDATE search_fts SET subject=? WHERE rowid=?",
+                                  (sets["subject"] or "", ticket.number))
                 for ev in events:
                     self._event(c, ev.kind, ticket_id, actor, ev.data)
                 return self._ticket(c.execute("SELECT * FROM tickets WHERE id=?", (ticket_id,)).fetchone())
@@ -703,10 +659,10 @@ class SQLiteStore(Store):
 
         return self._point(run)
 
-    def _insert_message(
-        self, c: sqlite3.Connection, m: Message, ticket_number: int, conversation_id: str | None
-    ) -> None:
-        cur = c.execute(
+    @staticmethod
+    def _insert_message(c: sqlite3.Connection, m: Message, conversation_id: str | None) -> None:
+        """The message row; its text reaches the search index through the caller (a new row or an append)."""
+        c.execute(
             "INSERT INTO messages (id, ticket_id, direction, channel, account, external_id, conversation_id, "
             "author_kind, author_value, author_name, author_user, subject, text, html, attachments, raw_ref, sent_at, "
             "received_at, delivery_status, delivery_error, flags, meta) "
@@ -720,9 +676,6 @@ class SQLiteStore(Store):
                 ts(m.sent_at), ts(m.received_at), m.delivery_status, m.delivery_error, dumps(m.flags), dumps(m.meta),
             ),
         )
-        if m.text:
-            c.execute("INSERT INTO message_fts (rowid, text, ticket_number) VALUES (?, ?, ?)",
-                      (cur.lastrowid, m.text, ticket_number))
 
     def _next_number(self, c: sqlite3.Connection) -> int:
         row = c.execute(
@@ -808,13 +761,15 @@ class SQLiteStore(Store):
                     (t.id, t.number, t.status, t.channel, t.contact_id, t.subject, dumps(tags_to_json(t.tags)),
                      None, None, t.assignee, t.queue, t.priority, ts(t.created_at), at, dumps(t.meta)),
                 )
-                c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, ?)",
-                          (t.number, t.subject or "", self._contact_search_text(c, t.contact_id)))
+                c.execute("INSERT INTO search_fts (rowid, subject, contact, body) VALUES (?, ?, ?, ?)",
+                          (t.number, t.subject or "", self._contact_search_text(c, t.contact_id), m.text or ""))
                 self._event(c, EventKind.TICKET_CREATED, t.id, plan.actor,
                             {"number": t.number, "channel": t.channel, "contact_id": t.contact_id})
-            elif plan.new_identities or plan.contact_is_new:
-                self._refresh_ticket_fts_for_contact(c, plan.contact.id)
-            self._insert_message(c, m, t.number, plan.conversation_id)
+            else:
+                if plan.new_identities or plan.contact_is_new:
+                    self._refresh_ticket_fts_for_contact(c, plan.contact.id)
+                self._append_search_text(c, t.number, m.text)
+            self._insert_message(c, m, plan.conversation_id)
             status_sql = ""
             if plan.reopen:
                 status_sql = ", status='open', resolved_at=NULL"
@@ -840,7 +795,8 @@ class SQLiteStore(Store):
                 row = c.execute("SELECT number FROM tickets WHERE id=?", (message.ticket_id,)).fetchone()
                 if row is None:
                     raise NotFound(f"ticket {message.ticket_id}")
-                self._insert_message(c, message, row["number"], message.meta.get("conversation_id"))
+                self._insert_message(c, message, message.meta.get("conversation_id"))
+                self._append_search_text(c, row["number"], message.text)
                 at = ts(message.received_at)
                 extra = ""
                 if message.direction == "out" and first_response:
@@ -1101,12 +1057,11 @@ class SQLiteStore(Store):
                 tickets = c.execute("SELECT id, number FROM tickets WHERE contact_id=?", (contact_id,)).fetchall()
                 refs: set[str] = set()
                 for t in tickets:
-                    for m in c.execute("SELECT seq, raw_ref FROM messages WHERE ticket_id=?", (t["id"],)).fetchall():
-                        c.execute("DELETE FROM message_fts WHERE rowid=?", (m["seq"],))
+                    for m in c.execute("SELECT raw_ref FROM messages WHERE ticket_id=?", (t["id"],)).fetchall():
                         if m["raw_ref"]:
                             refs.add(m["raw_ref"])
                     c.execute("DELETE FROM messages WHERE ticket_id=?", (t["id"],))
-                    c.execute("DELETE FROM ticket_fts WHERE rowid=?", (t["number"],))
+                    c.execute("DELETE FROM search_fts WHERE rowid=?", (t["number"],))
                     c.execute("DELETE FROM tickets WHERE id=?", (t["id"],))
                     c.execute("UPDATE events SET data='{}' WHERE ticket_id=?", (t["id"],))
                 c.execute("DELETE FROM identities WHERE contact_id=?", (contact_id,))
@@ -1143,7 +1098,6 @@ class SQLiteStore(Store):
                 rows = c.execute("SELECT seq, raw_ref, attachments, meta FROM messages WHERE ticket_id=?",
                                  (ticket_id,)).fetchall()
                 for m in rows:
-                    c.execute("DELETE FROM message_fts WHERE rowid=?", (m["seq"],))
                     if m["raw_ref"]:
                         refs.add(m["raw_ref"])
                     atts = [{**a, "filename": placeholder, "sha256": None, "content_id": None,
@@ -1165,8 +1119,9 @@ class SQLiteStore(Store):
                     (placeholder if ticket.subject is not None else None, dumps(tags), dumps(meta),
                      str(TicketStatus.CLOSED), ts(sets.get("resolved_at")), ticket_id),
                 )
-                c.execute("DELETE FROM ticket_fts WHERE rowid=?", (ticket.number,))
-                c.execute("INSERT INTO ticket_fts (rowid, subject, contact) VALUES (?, ?, '')",
+                # only the placeholder stays searchable: no contact, no message text
+                c.execute("DELETE FROM search_fts WHERE rowid=?", (ticket.number,))
+                c.execute("INSERT INTO search_fts (rowid, subject, contact, body) VALUES (?, ?, '', '')",
                           (ticket.number, placeholder))
                 c.execute("UPDATE events SET data=json_remove(data, '$.why') WHERE ticket_id=? AND kind=?",
                           (ticket_id, str(EventKind.TAGGED)))
@@ -1198,12 +1153,11 @@ class SQLiteStore(Store):
                 if row is None:
                     raise NotFound(f"ticket {ticket_id}")
                 refs: set[str] = set()
-                for m in c.execute("SELECT seq, raw_ref FROM messages WHERE ticket_id=?", (ticket_id,)).fetchall():
-                    c.execute("DELETE FROM message_fts WHERE rowid=?", (m["seq"],))
+                for m in c.execute("SELECT raw_ref FROM messages WHERE ticket_id=?", (ticket_id,)).fetchall():
                     if m["raw_ref"]:
                         refs.add(m["raw_ref"])
                 c.execute("DELETE FROM messages WHERE ticket_id=?", (ticket_id,))
-                c.execute("DELETE FROM ticket_fts WHERE rowid=?", (row["number"],))
+                c.execute("DELETE FROM search_fts WHERE rowid=?", (row["number"],))
                 c.execute("DELETE FROM tickets WHERE id=?", (ticket_id,))
                 c.execute("UPDATE events SET data='{}' WHERE ticket_id=?", (ticket_id,))
                 self._event(c, "ticket.deleted", ticket_id, actor, {"number": row["number"]})

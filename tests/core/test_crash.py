@@ -82,5 +82,5 @@ def test_sigkill_mid_ingest_then_refeed_gives_exactly_n(tmp_path: Path) -> None:
         assert tickets[0] == N - N // 4
         # each new ticket has exactly one triage job
         assert conn.execute("SELECT count(*) FROM jobs WHERE kind='triage'").fetchone()[0] == tickets[0]
-        # and the full-text index holds exactly one row per message
-        assert conn.execute("SELECT count(*) FROM message_fts").fetchone()[0] == N
+        # and the full-text index holds exactly one row per ticket
+        assert conn.execute("SELECT count(*) FROM search_fts").fetchone()[0] == tickets[0]
