@@ -29,6 +29,7 @@ from web.security import DOWNLOAD_CSP
 from web.templating import CHANNEL_LABELS, PRIORITY_LABELS, STATUS_LABELS, render
 from web.views import UIState, contact_label
 from workers.outbox import queue_reply
+from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,17 @@ async def get_ticket(request: web.Request) -> Ticket:
     if ticket is None:
         raise web.HTTPNotFound()
     return ticket
+
+
+def form_request_id(form: Any) -> str:
+    """The form's one-time id: a double-submitted form stores one message, not two."""
+    return str(form.get("request_id", ""))[:64] or uuid.uuid4().hex
+
+
+async def add_once(rt: Runtime, message: Message, actor: str) -> None:
+    """Store an agent's note or logged call/PAC attention unless this request already stored it."""
+    if await rt.store.get_message(message.id) is None:
+        await rt.store.add_message(message, actor, [], [], first_response=False)
 
 
 def back_to(ticket: Ticket, done: str | None = None, anchor: str = "", **extra: str) -> web.HTTPSeeOther:
@@ -195,7 +207,7 @@ async def reply(request: web.Request) -> web.StreamResponse:
     ticket = await get_ticket(request)
     form = await request.post()
     text = str(form.get("text", "")).strip()[:MAX_TEXT]
-    request_id = str(form.get("request_id", ""))[:64] or uuid.uuid4().hex
+    request_id = form_request_id(form)
     if not text:
         raise back_to(ticket, anchor="composer")
     contact = await rt.store.get_contact(ticket.contact_id)
@@ -242,14 +254,13 @@ async def note(request: web.Request) -> web.StreamResponse:
     text = str(form.get("text", "")).strip()[:MAX_TEXT]
     if not text:
         raise back_to(ticket, anchor="composer")
-    request_id = str(form.get("request_id", ""))[:64] or uuid.uuid4().hex
+    request_id = form_request_id(form)
     message = Message(
         id=stable_id("m", "note", ticket.id, request_id), ticket_id=ticket.id, direction=Direction.NOTE,
         channel=ticket.channel, account=ticket.meta.get("account", ""), external_id=None, author=None, text=text,
         author_user=user["email"],
     )
-    if await rt.store.get_message(message.id) is None:
-        await rt.store.add_message(message, user["email"], [], [], first_response=False)
+    await add_once(rt, message, user["email"])
     raise back_to(ticket, "note", anchor="thread-end")
 
 
@@ -362,7 +373,7 @@ async def log_on_ticket(request: web.Request) -> web.StreamResponse:
     text = str(form.get("text", "")).strip()[:MAX_TEXT]
     if not text:
         raise back_to(ticket, anchor="log-form")
-    request_id = str(form.get("request_id", ""))[:64] or uuid.uuid4().hex
+    request_id = form_request_id(form)
     contact = await rt.store.get_contact(ticket.contact_id)
     author = None
     if contact is not None and contact.identities:
@@ -372,8 +383,7 @@ async def log_on_ticket(request: web.Request) -> web.StreamResponse:
         channel=channel, account=f"agent:{user['email']}", external_id=f"log-{request_id}", author=author, text=text,
         subject=ticket.subject, author_user=user["email"], meta={"logged_by": user["email"]},
     )
-    if await rt.store.get_message(message.id) is None:
-        await rt.store.add_message(message, user["email"], [], [], first_response=False)
+    await add_once(rt, message, user["email"])
     raise back_to(ticket, "logged", anchor="thread-end")
 
 
