@@ -130,6 +130,19 @@ class MailboxState:
     idle: bool
 
 
+def has_buffered_input(client: IMAPClient) -> bool:
+    """Whether server data is waiting, in imaplib's read buffer or on the socket, without blocking."""
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(client._imap.file.peek(1))  # imapclient exposes no public way to see its buffer
+    except OSError:  # nothing to read (BlockingIOError; TLS: SSLWantReadError)
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
 class ImapConnection:
     """The synchronous side: every method runs in the watcher's own thread."""
 
@@ -201,7 +214,9 @@ class ImapConnection:
         if self.uids_after(last_uid):
             return
         client.idle()
-        changed = False
+        # The server may announce a mail that arrived just before IDLE right after its "+ idling" (Dovecot does).
+        # When both came in one read, imaplib holds that announcement in its buffer, where poll() cannot see it.
+        changed = has_buffered_input(client)
         try:
             while not stop.is_set() and time.monotonic() < deadline and not changed:
                 started = time.monotonic()

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from adapters.email.imap import ImapConnection
 from inbox.domain import TicketFilter
 from tests.email.conftest import OUR_ADDRESS, account, count_messages, mail, wait_until
 from tests.support.dovecot import Dovecot
@@ -33,6 +34,35 @@ async def test_new_mail_becomes_a_ticket_within_two_seconds_through_idle(dovecot
     assert loop.time() - started < 2.0
     page = await rt.store.list_tickets(TicketFilter(channel="email"))
     assert page.items[0].subject == "Consulta por pasaporte"
+
+
+async def test_mail_arriving_just_before_idle_is_not_missed(dovecot: Dovecot, mailbox: str, make_rt, run_worker,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mail delivered between the watcher's last look and its IDLE is announced with the "+ idling" answer,
+    often in the same read; the watcher must see it then, not at the next safety re-check a minute later."""
+    original = ImapConnection.uids_after
+    delivered: list[int] = []
+
+    def look_then_deliver(conn: ImapConnection, last_uid: int) -> list[int]:
+        found = original(conn, last_uid)
+        if last_uid >= 1 and not found and not delivered:
+            dovecot.lmtp_deliver(mailbox, mail(2, subject="Llegó justo antes del IDLE"))
+            delivered.append(last_uid)
+        return found
+
+    monkeypatch.setattr(ImapConnection, "uids_after", look_then_deliver)
+    rt = await make_rt([account("atencion", mailbox, dovecot, poll_interval_s=60.0)])
+    run_worker(rt)
+    dovecot.lmtp_deliver(mailbox, mail(1))
+
+    async def looked_and_delivered() -> bool:
+        return bool(delivered)
+
+    async def tickets() -> bool:
+        return await rt.store.count_tickets(TicketFilter(channel="email")) == 2
+
+    await wait_until(looked_and_delivered)
+    assert await wait_until(tickets, timeout=10.0, every=0.02) < 2.0
 
 
 async def cursor(rt, name: str = "atencion") -> dict:
