@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
-from inbox.domain import Identity, TicketFilter
+import pytest
+
+from inbox.domain import Identity, Message, TicketFilter
 from inbox.ingest import IngestContext, archive_raw, dedupe, resolve_contact, thread
+from inbox.store.sqlite import SQLiteStore
 from tests.core.helpers import inbound
 from workers.runtime import Runtime
 
@@ -124,3 +128,27 @@ async def test_bad_input_is_quarantined_and_kept(rt: Runtime) -> None:
     assert doc is not None and "no headers" in doc["error"]
     events = await rt.store.list_events(kinds=["ingest.quarantined"])
     assert len(events) == 1
+
+
+async def test_group_commit_indexes_only_the_plans_it_keeps(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans written together share one transaction; a failing one is rolled back to its savepoint, and the search
+    index (written after the last savepoint) gets exactly the messages that were kept."""
+    store = rt.store
+    assert isinstance(store, SQLiteStore)
+    insert_message = SQLiteStore._insert_message
+
+    def failing_for_six(c: sqlite3.Connection, m: Message, conversation_id: str | None) -> None:
+        if "clave6zeta" in m.text:
+            raise sqlite3.IntegrityError("refused for the test")
+        insert_message(c, m, conversation_id)
+
+    monkeypatch.setattr(SQLiteStore, "_insert_message", staticmethod(failing_for_six))
+    texts = [f"Consulta por el expediente clave{i}zeta" for i in range(12)]
+    outcomes = await asyncio.gather(*(rt.pipeline.ingest(inbound(i, text=t)) for i, t in enumerate(texts)),
+                                    return_exceptions=True)
+    assert sum(isinstance(o, BaseException) or o.status == "quarantined" for o in outcomes) == 1
+    for i in range(12):
+        assert await store.count_tickets(TicketFilter(text=f"clave{i}zeta")) == (0 if i == 6 else 1)
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT count(*) FROM search_fts").fetchone()[0] == 11
+        assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 11
