@@ -21,6 +21,7 @@ from inbox.domain import utcnow
 from inbox.store.base import Store
 from web import auth
 from web.keys import HUB, RUNTIME
+from web.views import ticket_from_path
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -237,15 +238,9 @@ async def typing(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     user = auth.current_user(request)
     assert user is not None
-    try:
-        number = int(request.match_info["number"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    ticket = await request.app[RUNTIME].store.get_ticket_by_number(number)
-    if ticket is None:
-        raise web.HTTPNotFound()
+    ticket = await ticket_from_path(request)
     form = await request.post()
-    await hub.set_typing(ticket.id, number, user, form.get("typing") == "1")
+    await hub.set_typing(ticket.id, ticket.number, user, form.get("typing") == "1")
     return web.json_response({"viewers": hub.presence_of(ticket.id)})
 
 

@@ -27,7 +27,7 @@ from web.i18n import gettext as _
 from web.keys import HUB, RUNTIME, UI
 from web.security import DOWNLOAD_CSP
 from web.templating import CHANNEL_LABELS, PRIORITY_LABELS, STATUS_LABELS, render
-from web.views import UIState, contact_label
+from web.views import UIState, contact_label, ticket_from_path
 from workers.outbox import queue_reply
 from workers.runtime import Runtime
 
@@ -51,17 +51,6 @@ DONE_MESSAGES = {
     "logged": "Registro agregado al ticket.",
     "unmerged": "Fusión deshecha.",
 }
-
-
-async def get_ticket(request: web.Request) -> Ticket:
-    try:
-        number = int(request.match_info["number"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    ticket = await request.app[RUNTIME].store.get_ticket_by_number(number)
-    if ticket is None:
-        raise web.HTTPNotFound()
-    return ticket
 
 
 def form_request_id(form: Any) -> str:
@@ -186,13 +175,13 @@ def suggested_reply(info: dict[str, str], contact: Any) -> str:
 
 @auth.require_role("agent")
 async def ticket_page(request: web.Request) -> web.StreamResponse:
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     return render(request, "ticket.html", await ticket_context(request, ticket))
 
 
 @auth.require_role("agent")
 async def thread_fragment(request: web.Request) -> web.StreamResponse:
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     ui: UIState = request.app[UI]
     users = {u["email"]: u.get("name") or u["email"] for u in await ui.users()}
     thread = await request.app[RUNTIME].store.list_messages(ticket.id)
@@ -204,7 +193,7 @@ async def reply(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     user = auth.current_user(request)
     assert user is not None
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     form = await request.post()
     text = str(form.get("text", "")).strip()[:MAX_TEXT]
     request_id = form_request_id(form)
@@ -249,7 +238,7 @@ async def note(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     user = auth.current_user(request)
     assert user is not None
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     form = await request.post()
     text = str(form.get("text", "")).strip()[:MAX_TEXT]
     if not text:
@@ -270,7 +259,7 @@ async def update(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     user = auth.current_user(request)
     assert user is not None
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     form = await request.post()
     ch = TicketChanges()
     status = str(form.get("status", ""))
@@ -304,7 +293,7 @@ async def assign_me(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     user = auth.current_user(request)
     assert user is not None
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     ch = TicketChanges(assignee=user["email"])
     if ticket.status == TicketStatus.NEW:
         ch.status = TicketStatus.OPEN
@@ -319,7 +308,7 @@ async def set_tags(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     user = auth.current_user(request)
     assert user is not None
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     form = await request.post()
     raw = str(form.get("tramite", "")).strip()[:300]
     none_fits = form.get("none") == "1"
@@ -365,7 +354,7 @@ async def log_on_ticket(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     user = auth.current_user(request)
     assert user is not None
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     form = await request.post()
     channel = str(form.get("channel", "phone"))
     if channel not in ("phone", "pac"):
@@ -391,7 +380,7 @@ async def log_on_ticket(request: web.Request) -> web.StreamResponse:
 async def attachment(request: web.Request) -> web.StreamResponse:
     """An attachment of one of this ticket's messages, always as a download with safe headers."""
     rt = request.app[RUNTIME]
-    ticket = await get_ticket(request)
+    ticket = await ticket_from_path(request)
     message = await rt.store.get_message(request.match_info["message_id"])
     if message is None or message.ticket_id != ticket.id:
         raise web.HTTPNotFound()

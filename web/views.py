@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from inbox.domain import Contact
-from web.keys import UI
+from inbox.domain import Contact, Ticket
+from web.keys import RUNTIME, UI
 from workers.runtime import Runtime
 
 ACTIVE_STATUSES = ["new", "open", "pending"]
@@ -97,3 +97,15 @@ def setup_views(app: web.Application, rt: Runtime) -> None:
     ticket_view.setup(app)
     contacts_view.setup(app)
     contact_form.setup(app)
+
+
+async def ticket_from_path(request: web.Request) -> Ticket:
+    """The ticket named by the route's ``{number}``; 404 when there is none."""
+    try:
+        number = int(request.match_info["number"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    ticket = await request.app[RUNTIME].store.get_ticket_by_number(number)
+    if ticket is None:
+        raise web.HTTPNotFound()
+    return ticket
