@@ -1,7 +1,7 @@
 """Ingest throughput on SQLite through the whole pipeline, next to the raw floor (plain sqlite3 inserts of the same
 rows) and the figure with many tickets already stored.
 
-    .venv/bin/python bench/ingest.py [--sizes 10000 100000] [--prefill 1000000]
+    .venv/bin/python bench/ingest.py [--sizes 10000 100000] [--prefill 1000000] [--thread 5000]
 
 Prints one line per measurement. Run by hand; figures go in the notes, not in tests.
 """
@@ -22,6 +22,7 @@ if __name__ == "__main__":  # run as a script: the project root, not bench/ (ben
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from inbox.domain import Identity, InboundMessage, ThreadHints
+from inbox.store.search_index import PART_BITS
 from workers.runtime import close_runtime, open_runtime, settings_from
 
 # Temporary stores live next to the project (bench/out), not in /tmp: on some machines /tmp creates files far slower.
@@ -67,6 +68,22 @@ async def pipeline_rate(data_dir: Path, n: int, salt: str = "", concurrency: int
     return n / elapsed
 
 
+async def thread_rate(data_dir: Path, n: int) -> float:
+    """Messages/s when every message joins one conversation (one ticket): a long thread's search row must not make
+    each new message dearer than the last."""
+    rt = await open_runtime(settings_from(None, **{"core.data_dir": str(data_dir)}))
+    messages = [make_message(i, "t") for i in range(n)]
+    for m in messages:
+        m.hints = ThreadHints(conversation_id="one-long-thread")
+    await rt.pipeline.ingest(messages[0])
+    start = time.perf_counter()
+    for chunk in range(1, n, 32):
+        await asyncio.gather(*(rt.pipeline.ingest(m) for m in messages[chunk:chunk + 32]))
+    elapsed = time.perf_counter() - start
+    await close_runtime(rt)
+    return (n - 1) / elapsed
+
+
 def raw_floor(n: int) -> float:
     with tempfile.TemporaryDirectory(dir=TMP) as tmp:
         conn = sqlite3.connect(Path(tmp) / "floor.sqlite3", isolation_level=None)
@@ -108,7 +125,7 @@ def prefill(data_dir: Path, tickets: int) -> None:
             "VALUES (?, ?, 'in', 'email', 'prefill', ?, ?, ?)",
             ((f"pm{i}", f"pt{i}", f"pre{i}@prefill", f"texto {i}", now) for i in ids))
         conn.executemany("INSERT INTO search_fts (rowid, subject, contact, body) VALUES (?, ?, ?, ?)",
-                         ((10 + i, f"prefill {i}", f"Persona {i}", f"texto {i}") for i in ids))
+                         (((10 + i) << PART_BITS, f"prefill {i}", f"Persona {i}", f"texto {i}") for i in ids))
     conn.execute("INSERT OR REPLACE INTO counters VALUES ('ticket_number', ?)", (tickets + 10,))
     conn.execute("COMMIT")
     conn.close()
@@ -118,12 +135,17 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--prefill", type=int, default=1_000_000)
+    ap.add_argument("--thread", type=int, default=5_000, help="messages of the one-ticket thread (0: skip)")
     args = ap.parse_args()
     for n in args.sizes:
         with tempfile.TemporaryDirectory(dir=TMP) as tmp:
             rate = await pipeline_rate(Path(tmp), n)
         floor = raw_floor(n)
         print(f"pipeline n={n}: {rate:,.0f} msg/s | raw floor {floor:,.0f} rows/s | ratio {rate / floor:.2f}")
+    if args.thread:
+        with tempfile.TemporaryDirectory(dir=TMP) as tmp:
+            rate = await thread_rate(Path(tmp), args.thread)
+        print(f"one thread of {args.thread:,} messages: {rate:,.0f} msg/s")
     if args.prefill:
         n = args.sizes[0]
         with tempfile.TemporaryDirectory(dir=TMP) as tmp:

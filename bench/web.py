@@ -62,6 +62,7 @@ def weighted(rng: random.Random, items: list[tuple[str, int]]) -> str:
 
 def seed(db: Path, n_tickets: int, rng: random.Random) -> None:
     """Bulk-load ``n_tickets`` tickets (one inbound message each) into a freshly migrated SQLite file."""
+    from inbox.store.search_index import first_rowid
     from inbox.store.sqlite import SQLiteStore
 
     async def migrate() -> None:
@@ -152,7 +153,7 @@ def seed(db: Path, n_tickets: int, rng: random.Random) -> None:
         batch_m.append((number, f"m_{number}", tid, channel, f"bench-{number}", "email",
                         contact_text[c].split(" ")[2] if len(contact_text[c].split(" ")) > 2 else "x",
                         contact_text[c].rsplit(" ", 1)[0], subject, text, last_s))
-        batch_s.append((number, subject, contact_text[c], text))
+        batch_s.append((first_rowid(number), subject, contact_text[c], text))
         if len(batch_t) >= 20_000:
             flush()
     flush()

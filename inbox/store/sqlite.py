@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -38,6 +39,7 @@ from inbox.domain import (
     normalize_identity_value,
     utcnow,
 )
+from inbox.store import search_index
 from inbox.store.base import (
     KEPT_MESSAGE_META,
     SORTS,
@@ -65,7 +67,10 @@ from inbox.store.codec import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
+# The search index's rows joined to their tickets (a ticket's parts share its number: see search_index.py).
+_MATCHES = f"search_fts CROSS JOIN tickets t ON t.number = (search_fts.rowid >> {search_index.PART_BITS})"
 _SORT_COLUMNS = {"last_activity": "last_activity_at", "created": "created_at", "number": "number"}
 # What unicode61 treats as one token: letters and digits (``\w`` without the underscore, a separator there).
 _FTS_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
@@ -102,6 +107,9 @@ def _migrations() -> list[tuple[int, str, str]]:
 
 
 class SQLiteStore(Store):
+    CHECKPOINT_EVERY_S = 0.5
+    WAL_BACKSTOP_PAGES = 25_000  # 100 MiB of WAL
+
     def __init__(self, path: str | Path, readers: int = 2):
         self.path = Path(path)
         # One writer thread (SQLite has one writer anyway) and a few reader threads with their own connections:
@@ -115,6 +123,8 @@ class SQLiteStore(Store):
         # group commit: inbound commits queued while a write is in flight share one transaction
         self._batch: list[tuple[IngestPlan, asyncio.Future[IngestResult]]] = []
         self._flushing = False
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoints_stop = threading.Event()
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -158,11 +168,27 @@ class SQLiteStore(Store):
         conn = self._new_connection()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoint every 8,000 pages (32 MiB of WAL) rather than SQLite's 1,000: the writer pays for checkpoints
-        # inside its commits, and pages written again between two checkpoints are copied back once.
-        conn.execute("PRAGMA wal_autocheckpoint=8000")
+        # The checkpointer thread copies the WAL back into the database file, off the writer's commits. The
+        # writer's own automatic checkpoint stays as a backstop: under a write load that never pauses, a checkpoint
+        # running beside the writer never catches up with it, and the WAL only restarts from its beginning after a
+        # checkpoint that did.
+        conn.execute(f"PRAGMA wal_autocheckpoint={self.WAL_BACKSTOP_PAGES}")
         self._conn = conn
         self._open = True
+        self._checkpoints_stop.clear()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._new_connection()
+        try:
+            while not self._checkpoints_stop.wait(self.CHECKPOINT_EVERY_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # busy or I/O: the next round, or the writer's backstop, will do it
+                    log.warning("checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -181,6 +207,10 @@ class SQLiteStore(Store):
         await self.migrate()
 
     async def close(self) -> None:
+        self._checkpoints_stop.set()
+        if self._checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
+            self._checkpointer = None
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
@@ -357,7 +387,7 @@ class SQLiteStore(Store):
                 c.execute("UPDATE tickets SET contact_id=? WHERE contact_id=?", (keep_id, other_id))
                 c.execute("UPDATE contacts SET merged_into=? WHERE id=?", (keep_id, other_id))
                 self._put_doc(c, "merges", merge_id, record)
-                self._refresh_ticket_fts_for_contact(c, keep_id)
+                search_index.refresh_contact(c, keep_id)
                 self._event(c, EventKind.CONTACT_MERGED, None, actor,
                             {"merge_id": merge_id, "keep": keep_id, "other": other_id, "tickets": tickets})
                 return merge_id
@@ -380,8 +410,8 @@ class SQLiteStore(Store):
                 c.execute("UPDATE contacts SET merged_into=NULL WHERE id=?", (other,))
                 record["undone"] = True
                 self._put_doc(c, "merges", merge_id, record)
-                self._refresh_ticket_fts_for_contact(c, keep)
-                self._refresh_ticket_fts_for_contact(c, other)
+                search_index.refresh_contact(c, keep)
+                search_index.refresh_contact(c, other)
                 self._event(c, EventKind.CONTACT_UNMERGED, None, actor,
                             {"merge_id": merge_id, "keep": keep, "other": other, "tickets": record["tickets"]})
 
@@ -399,32 +429,6 @@ class SQLiteStore(Store):
             return [self._contact(r) for r in rows]
 
         return await self._read(run)
-
-    def _contact_search_text(self, c: sqlite3.Connection, contact_id: str) -> str:
-        parts = []
-        row = c.execute("SELECT name FROM contacts WHERE id=?", (contact_id,)).fetchone()
-        if row and row["name"]:
-            parts.append(row["name"])
-        for r in c.execute("SELECT value, display_name, handle FROM identities WHERE contact_id=?", (contact_id,)):
-            parts.extend(p for p in (r["value"], r["display_name"], r["handle"]) if p)
-        return " ".join(parts)
-
-    def _refresh_ticket_fts_for_contact(self, c: sqlite3.Connection, contact_id: str) -> None:
-        """Rewrite the contact column of the search rows of the contact's tickets."""
-        text = self._contact_search_text(c, contact_id)
-        for r in c.execute("SELECT number FROM tickets WHERE contact_id=?", (contact_id,)).fetchall():
-            c.execute("UPDATE search_fts SET contact=? WHERE rowid=?", (text, r["number"]))
-
-    @staticmethod
-    def _index_ticket(c: sqlite3.Connection, number: int, subject: str, contact: str, body: str) -> None:
-        c.execute("INSERT INTO search_fts (rowid, subject, contact, body) VALUES (?, ?, ?, ?)",
-                  (number, subject, contact, body))
-
-    @staticmethod
-    def _append_search_text(c: sqlite3.Connection, number: int, text: str) -> None:
-        """A later message's text joins its ticket's search row."""
-        if text:
-            c.execute("UPDATE search_fts SET body = body || char(10) || ? WHERE rowid=?", (text, number))
 
     # -- tickets ---------------------------------------------------------------------------------------------------
     async def get_ticket(self, ticket_id: str) -> Ticket | None:
@@ -502,13 +506,14 @@ class SQLiteStore(Store):
         return await self._read(run)
 
     # -- full-text search ------------------------------------------------------------------------------------------
-    # One FTS5 row per ticket (``search_fts``, rowid = ticket number: subject, contact, every message's text; see
-    # migration 0002). A search walks the matches in rowid order, newest ticket first, joins each to its ticket for
-    # the other filters and stops when the page is full, so it costs the matches walked (~0.5 µs each), not the matches
-    # found; its results are ordered by ticket number. When the filters keep few of many matches (a common word in one
-    # agent's tickets) the walk may read most of the index (~0.5 s at a million): after SEARCH_WALK_S it gives way to
-    # the other direction when the filtered tickets are at most SEARCH_PROBE_MAX: they are probed in the index, newest
-    # first (~20-40 µs each). Counts with text stop at SEARCH_COUNT_CAP.
+    # The index has one row per ticket, or a few parts for a very long thread (``search_fts``, rowid = ticket number
+    # << PART_BITS | part; see search_index.py). A search walks the matches in rowid order, newest ticket first, joins
+    # each to its ticket for the other filters, skips a ticket's further parts and stops when the page is full, so it
+    # costs the matches walked (~0.5 µs each), not the matches found; its results are ordered by ticket number. When
+    # the filters keep few of many matches (a common word in one agent's tickets) the walk may read most of the index
+    # (~0.5 s at a million): after SEARCH_WALK_S it gives way to the other direction when the filtered tickets are at
+    # most SEARCH_PROBE_MAX: they are probed in the index, newest first (~20-40 µs each). Counts with text stop at
+    # SEARCH_COUNT_CAP.
     SEARCH_WALK_S = 0.05
     SEARCH_PROBE_MAX = 20_000
     SEARCH_PROBE_CHUNK = 256
@@ -529,10 +534,25 @@ class SQLiteStore(Store):
             conn.set_progress_handler(None, 0)
 
     def _walk_sql(self, where: list[str], before: int | None, select: str) -> str:
+        """The matches of ``MATCH ?`` (then ``rowid < ?`` with ``before``, then the filters' parameters) joined to
+        their tickets, newest first; a ticket with several matching parts comes once per part, one after the other."""
         rowid = " AND search_fts.rowid < ?" if before is not None else ""
         filters = "".join(f" AND {w}" for w in where)
-        return (f"SELECT {select} FROM search_fts CROSS JOIN tickets t ON t.number = search_fts.rowid "
-                f"WHERE search_fts MATCH ?{rowid}{filters} ORDER BY search_fts.rowid DESC LIMIT ?")
+        return (f"SELECT {select} FROM {_MATCHES} WHERE search_fts MATCH ?{rowid}{filters} "
+                "ORDER BY search_fts.rowid DESC")
+
+    @staticmethod
+    def _walk(conn: sqlite3.Connection, sql: str, args: list[Any], limit: int) -> list[sqlite3.Row]:
+        """The first ``limit`` tickets of a walk, each once; stepping stops there."""
+        rows: list[sqlite3.Row] = []
+        last = None
+        for row in conn.execute(sql, args):
+            if row["number"] != last:
+                last = row["number"]
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+        return rows
 
     def _probe(self, q: str, where: list[str], params: list[Any], before: int | None,
                limit: int) -> list[int] | None:
@@ -548,12 +568,14 @@ class SQLiteStore(Store):
         if len(numbers) > self.SEARCH_PROBE_MAX:
             return None
         numbers.sort(reverse=True)
+        bits, last_part = search_index.PART_BITS, search_index.LAST_PART
         found: list[int] = []
         for i in range(0, len(numbers), self.SEARCH_PROBE_CHUNK):
             part = numbers[i:i + self.SEARCH_PROBE_CHUNK]
             hits = {r[0] for r in conn.execute(
-                f"SELECT rowid FROM search_fts WHERE search_fts MATCH ? AND rowid IN ({','.join('?' * len(part))})",
-                [q, *part])}
+                f"SELECT n.value FROM json_each(?) AS n WHERE EXISTS (SELECT 1 FROM search_fts "
+                f"WHERE search_fts MATCH ? AND search_fts.rowid BETWEEN n.value << {bits} "
+                f"AND (n.value << {bits}) | {last_part})", [json.dumps(part), q])}
             found.extend(n for n in part if n in hits)
             if len(found) >= limit:
                 break
@@ -565,17 +587,17 @@ class SQLiteStore(Store):
         if q is None:
             return []
         conn = self.conn
-        bound = [before] if before is not None else []
+        bound = [search_index.first_rowid(before)] if before is not None else []
         sql = self._walk_sql(where, before, "t.*")
-        args = [q, *bound, *params, limit]
-        if not where:  # every match is a hit: the walk stops after ``limit`` of them
-            return conn.execute(sql, args).fetchall()
-        rows = self._within(self.SEARCH_WALK_S, lambda: conn.execute(sql, args).fetchall())
+        args = [q, *bound, *params]
+        if not where:  # every match is a hit: the walk stops after ``limit`` tickets
+            return self._walk(conn, sql, args, limit)
+        rows = self._within(self.SEARCH_WALK_S, lambda: self._walk(conn, sql, args, limit))
         if rows is not None:
             return rows
         numbers = self._probe(q, where, params, before, limit)
         if numbers is None:  # many filtered tickets too: the walk, to its end
-            return conn.execute(sql, args).fetchall()
+            return self._walk(conn, sql, args, limit)
         if not numbers:
             return []
         return conn.execute(f"SELECT t.* FROM tickets t WHERE t.number IN ({','.join('?' * len(numbers))}) "
@@ -587,11 +609,14 @@ class SQLiteStore(Store):
             return 0
         conn = self.conn
         cap = self.SEARCH_COUNT_CAP
+        bits = search_index.PART_BITS
         if not where:
-            return int(conn.execute("SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH ? "
-                                    "LIMIT ?)", (q, cap)).fetchone()[0])
+            return int(conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT rowid >> {bits} FROM search_fts "
+                                    "WHERE search_fts MATCH ? LIMIT ?)", (q, cap)).fetchone()[0])
         # the walk to its end at worst (~0.5 s at a million matches): counts are fetched after the page, and cached
-        sql = f"SELECT count(*) FROM ({self._walk_sql(where, None, '1')})"
+        filters = "".join(f" AND {w}" for w in where)
+        sql = (f"SELECT count(*) FROM (SELECT DISTINCT t.number FROM {_MATCHES} WHERE search_fts MATCH ?{filters} "
+               "LIMIT ?)")
         return int(conn.execute(sql, [q, *params, cap]).fetchone()[0])
 
     async def count_tickets(self, flt: TicketFilter | None = None) -> int:
@@ -624,8 +649,7 @@ class SQLiteStore(Store):
                     assignments = ", ".join(f"{k}=?" for k in sets)
                     c.execute(f"UPDATE tickets SET {assignments} WHERE id=?", [*sets.values(), ticket_id])
                     if "subject" in sets:
-                        c.execute("UPDATE search_fts SET subject=? WHERE rowid=?",
-                                  (sets["subject"] or "", ticket.number))
+                        search_index.set_column(c, ticket.number, "subject", sets["subject"] or "")
                 for ev in events:
                     self._event(c, ev.kind, ticket_id, actor, ev.data)
                 return self._ticket(c.execute("SELECT * FROM tickets WHERE id=?", (ticket_id,)).fetchone())
@@ -779,14 +803,14 @@ class SQLiteStore(Store):
                 (t.id, t.number, t.status, t.channel, t.contact_id, t.subject, dumps(tags_to_json(t.tags)),
                  None, None, t.assignee, t.queue, t.priority, ts(t.created_at), at, dumps(t.meta)),
             )
-            index_later.append(partial(self._index_ticket, c, t.number, t.subject or "",
-                                       self._contact_search_text(c, t.contact_id), m.text or ""))
+            index_later.append(partial(search_index.add_ticket, c, t.number, t.subject or "",
+                                       search_index.contact_text(c, t.contact_id), m.text or ""))
             self._event(c, EventKind.TICKET_CREATED, t.id, plan.actor,
                         {"number": t.number, "channel": t.channel, "contact_id": t.contact_id})
         else:
             if plan.new_identities or plan.contact_is_new:
-                index_later.append(partial(self._refresh_ticket_fts_for_contact, c, plan.contact.id))
-            index_later.append(partial(self._append_search_text, c, t.number, m.text))
+                index_later.append(partial(search_index.refresh_contact, c, plan.contact.id))
+            index_later.append(partial(search_index.add_message, c, t.number, m.text))
         self._insert_message(c, m, plan.conversation_id)
         status_sql = ""
         if plan.reopen:
@@ -814,7 +838,7 @@ class SQLiteStore(Store):
                 if row is None:
                     raise NotFound(f"ticket {message.ticket_id}")
                 self._insert_message(c, message, message.meta.get("conversation_id"))
-                self._append_search_text(c, row["number"], message.text)
+                search_index.add_message(c, row["number"], message.text)
                 at = ts(message.received_at)
                 extra = ""
                 if message.direction == "out" and first_response:
@@ -1079,7 +1103,7 @@ class SQLiteStore(Store):
                         if m["raw_ref"]:
                             refs.add(m["raw_ref"])
                     c.execute("DELETE FROM messages WHERE ticket_id=?", (t["id"],))
-                    c.execute("DELETE FROM search_fts WHERE rowid=?", (t["number"],))
+                    search_index.drop(c, t["number"])
                     c.execute("DELETE FROM tickets WHERE id=?", (t["id"],))
                     c.execute("UPDATE events SET data='{}' WHERE ticket_id=?", (t["id"],))
                 c.execute("DELETE FROM identities WHERE contact_id=?", (contact_id,))
@@ -1138,9 +1162,8 @@ class SQLiteStore(Store):
                      str(TicketStatus.CLOSED), ts(sets.get("resolved_at")), ticket_id),
                 )
                 # only the placeholder stays searchable: no contact, no message text
-                c.execute("DELETE FROM search_fts WHERE rowid=?", (ticket.number,))
-                c.execute("INSERT INTO search_fts (rowid, subject, contact, body) VALUES (?, ?, '', '')",
-                          (ticket.number, placeholder))
+                search_index.drop(c, ticket.number)
+                search_index.add_ticket(c, ticket.number, placeholder, "", "")
                 c.execute("UPDATE events SET data=json_remove(data, '$.why') WHERE ticket_id=? AND kind=?",
                           (ticket_id, str(EventKind.TAGGED)))
                 for ev in events:
@@ -1159,7 +1182,7 @@ class SQLiteStore(Store):
                 c.execute("UPDATE contacts SET name=? WHERE id=? OR merged_into=?", (placeholder, contact_id,
                                                                                     contact_id))
                 c.execute("DELETE FROM identities WHERE contact_id=?", (contact_id,))
-                self._refresh_ticket_fts_for_contact(c, contact_id)
+                search_index.refresh_contact(c, contact_id)
                 self._event(c, "contact.anonymized", None, actor, {"contact_id": contact_id})
 
         await self._call(run)
@@ -1175,7 +1198,7 @@ class SQLiteStore(Store):
                     if m["raw_ref"]:
                         refs.add(m["raw_ref"])
                 c.execute("DELETE FROM messages WHERE ticket_id=?", (ticket_id,))
-                c.execute("DELETE FROM search_fts WHERE rowid=?", (row["number"],))
+                search_index.drop(c, row["number"])
                 c.execute("DELETE FROM tickets WHERE id=?", (ticket_id,))
                 c.execute("UPDATE events SET data='{}' WHERE ticket_id=?", (ticket_id,))
                 self._event(c, "ticket.deleted", ticket_id, actor, {"number": row["number"]})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +154,24 @@ async def test_group_commit_indexes_only_the_plans_it_keeps(rt: Runtime, monkeyp
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT count(*) FROM search_fts").fetchone()[0] == 11
         assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 11
+
+
+async def test_the_wal_is_checkpointed_beside_the_writer(tmp_path: Path) -> None:
+    """The database file grows while the writer's own checkpoint (a 100 MiB backstop) has not run: the checkpointer
+    thread copied the WAL back. Closing the store stops that thread."""
+    store = SQLiteStore(tmp_path / "inbox.sqlite3")
+    await store.open()
+    try:
+        db = tmp_path / "inbox.sqlite3"
+        size_before = db.stat().st_size
+        for i in range(200):
+            await store.put_doc("bench", f"k{i}", {"blob": "x" * 10_000})
+        assert (tmp_path / "inbox.sqlite3-wal").stat().st_size > 2_000_000
+        for _ in range(100):
+            if db.stat().st_size > size_before + 1_500_000:
+                break
+            await asyncio.sleep(0.05)
+        assert db.stat().st_size > size_before + 1_500_000
+    finally:
+        await store.close()
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]

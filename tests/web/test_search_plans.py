@@ -1,6 +1,7 @@
-"""The SQLite store's search: one FTS5 row per ticket (``search_fts``, migration 0002) walked newest first. The walk
-and the probe of the filtered tickets give the same pages; the index follows every write; a store at schema 1 is
-migrated with its searchable text."""
+"""The SQLite store's search: one FTS5 row per ticket, or a few parts for a long thread (``search_fts``, see
+inbox/store/search_index.py), walked newest first. The walk and the probe of the filtered tickets give the same
+pages; the index follows every write; a long thread is split into parts found once; a store at schema 1 is migrated
+with its searchable text."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from inbox.domain import Identity, InboundMessage, Message, ThreadHints, TicketFilter, utcnow
+from inbox.store import search_index
 from inbox.store.base import TicketChanges
 from inbox.store.sqlite import SQLiteStore, _migrations, _split_sql
 from workers.runtime import Runtime
@@ -95,13 +97,66 @@ async def test_the_walk_is_read_in_rowid_order(rt: Runtime) -> None:
     store = rt.store
     assert isinstance(store, SQLiteStore)
     sql = store._walk_sql(["t.status IN (?)"], 10, "t.*")
-    plan = " ".join(r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql, ['"x"*', 10, "open", 5]))
+    plan = " ".join(r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql,
+                                                     ['"x"*', search_index.first_rowid(10), "open"]))
     assert "SCAN search_fts VIRTUAL TABLE" in plan and "TEMP B-TREE" not in plan, plan
 
 
 def _search_rows(store: SQLiteStore) -> dict[int, tuple[str, str, str]]:
-    return {r[0]: (r[1], r[2], r[3]) for r in store.conn.execute(
+    """Part 0 of every ticket, by ticket number."""
+    return {r[0] >> search_index.PART_BITS: (r[1], r[2], r[3]) for r in store.conn.execute(
         "SELECT rowid, subject, contact, body FROM search_fts")}
+
+
+async def test_a_long_thread_is_indexed_in_parts_and_found_once(rt: Runtime, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    store = rt.store
+    assert isinstance(store, SQLiteStore)
+    monkeypatch.setattr(search_index, "PART_CHARS", 60)
+    first = await rt.pipeline.ingest(InboundMessage(
+        channel="x", account="t", external_id="x0", sender=Identity("x", "111", "Carla Pérez"),
+        text="Consulta sobre la partida de nacimiento", raw=b"x0", subject="Hilo largo",
+        hints=ThreadHints(conversation_id="c1")))
+    other = await rt.pipeline.ingest(InboundMessage(
+        channel="x", account="t", external_id="y0", sender=Identity("x", "222", "Otro"), text="Partida de otro",
+        raw=b"y0", subject="Otro hilo", hints=ThreadHints(conversation_id="c2")))
+    words = ["alfa", "bravo", "charlie", "delta", "eco", "foxtrot", "golf", "hotel"]
+    for i, word in enumerate(words):
+        await rt.pipeline.ingest(InboundMessage(
+            channel="x", account="t", external_id=f"x{i + 1}", sender=Identity("x", "111", "Carla Pérez"),
+            text=f"Mensaje {word} del hilo, con algo de texto para llenar la parte", raw=f"x{i + 1}".encode(),
+            hints=ThreadHints(conversation_id="c1")))
+    low, high = search_index.rowid_range(first.ticket_number)
+    parts = store.conn.execute("SELECT rowid, subject, contact, length(body) FROM search_fts "
+                               "WHERE rowid BETWEEN ? AND ? ORDER BY rowid", (low, high)).fetchall()
+    assert [r[0] - low for r in parts] == list(range(len(parts))) and len(parts) >= 4
+    assert all(r[1] == "Hilo largo" and "Carla" in r[2] for r in parts)  # every part carries subject and contact
+    assert all(r[3] < 60 + 70 for r in parts)  # a part stops growing past PART_CHARS
+
+    async def found(q: str, status: list[str] | None = None) -> list[int]:
+        return [t.number for t in (await store.list_tickets(TicketFilter(text=q, status=status), limit=10)).items]
+
+    for plan, knobs in PLANS.items():
+        with monkeypatch.context() as m:
+            for k, v in knobs.items():
+                m.setattr(SQLiteStore, k, v)
+            for word in ["partida", "mensaje", "llenar", "carla", "hotel", "alfa"]:
+                expected = [first.ticket_number] if word not in ("partida",) else [other.ticket_number,
+                                                                                   first.ticket_number]
+                assert await found(word, status=["new", "open"]) == expected, (plan, word)
+            assert await found("carla hotel") == [first.ticket_number]  # subject and contact are in every part
+    assert await found("mensaje") == [first.ticket_number]
+    assert await store.count_tickets(TicketFilter(text="mensaje")) == 1
+    assert await store.count_tickets(TicketFilter(text="mensaje", status=["new", "open"])) == 1
+    assert await found("alfa hotel") == []  # two words in different parts of a long thread do not meet
+    # writes reach every part
+    await store.update_ticket(first.ticket_id, TicketChanges(subject="Hilo renombrado"), "agente")
+    assert await found("renombrado hotel") == await found("renombrado alfa") == [first.ticket_number]
+    await store.delete_ticket(first.ticket_id, "retention")
+    assert store.conn.execute("SELECT count(*) FROM search_fts WHERE rowid BETWEEN ? AND ?",
+                              (low, high)).fetchone()[0] == 0
+    assert await found("partida") == [other.ticket_number]
+    store.conn.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('integrity-check', 1)")
 
 
 async def test_the_index_follows_every_write(rt: Runtime) -> None:
