@@ -6,6 +6,17 @@ from typing import Protocol
 
 from inbox.domain import Message, Ticket
 
+# Every channel's name as citizens and agents read it (Spanish, the UI's first language; web/i18n translates).
+CHANNEL_LABELS = {
+    "email": "Correo",
+    "x": "X",
+    "facebook": "Facebook",
+    "messenger": "Messenger",
+    "web": "Formulario web",
+    "phone": "Teléfono",
+    "pac": "Atención presencial",
+}
+
 
 class SendError(Exception):
     """A delivery failure. ``permanent`` ones mark the message failed; others are retried with backoff."""

@@ -22,6 +22,7 @@ import nh3
 from aiohttp import web
 from markupsafe import Markup
 
+from inbox.channels import CHANNEL_LABELS
 from web import auth
 from web.i18n import DEFAULT_LOCALE, gettext, translator
 from web.keys import NAV
@@ -30,15 +31,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 TZ = ZoneInfo("America/Montevideo")
 
-CHANNEL_LABELS = {
-    "email": "Correo",
-    "x": "X",
-    "facebook": "Facebook",
-    "messenger": "Messenger",
-    "web": "Formulario web",
-    "phone": "Teléfono",
-    "pac": "Atención presencial",
-}
 STATUS_LABELS = {
     "new": "Nuevo",
     "open": "Abierto",

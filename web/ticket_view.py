@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from inbox.domain import (
     Direction,
@@ -173,6 +174,15 @@ def suggested_reply(info: dict[str, str], contact: Any) -> str:
     return "\n".join(lines)
 
 
+async def ticket_form(request: web.Request) -> tuple[Runtime, dict[str, Any], Ticket, MultiDictProxy[Any]]:
+    """What every form posted on a ticket's page starts from: the runtime, the signed-in agent, the ticket and the
+    form's fields."""
+    user = auth.current_user(request)
+    assert user is not None  # the handlers require a role
+    ticket = await ticket_from_path(request)
+    return request.app[RUNTIME], user, ticket, await request.post()
+
+
 @auth.require_role("agent")
 async def ticket_page(request: web.Request) -> web.StreamResponse:
     ticket = await ticket_from_path(request)
@@ -190,11 +200,7 @@ async def thread_fragment(request: web.Request) -> web.StreamResponse:
 
 @auth.require_role("agent")
 async def reply(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
-    user = auth.current_user(request)
-    assert user is not None
-    ticket = await ticket_from_path(request)
-    form = await request.post()
+    rt, user, ticket, form = await ticket_form(request)
     text = str(form.get("text", "")).strip()[:MAX_TEXT]
     request_id = form_request_id(form)
     if not text:
@@ -235,11 +241,7 @@ async def reply(request: web.Request) -> web.StreamResponse:
 
 @auth.require_role("agent")
 async def note(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
-    user = auth.current_user(request)
-    assert user is not None
-    ticket = await ticket_from_path(request)
-    form = await request.post()
+    rt, user, ticket, form = await ticket_form(request)
     text = str(form.get("text", "")).strip()[:MAX_TEXT]
     if not text:
         raise back_to(ticket, anchor="composer")
@@ -256,11 +258,7 @@ async def note(request: web.Request) -> web.StreamResponse:
 @auth.require_role("agent")
 async def update(request: web.Request) -> web.StreamResponse:
     """Status, priority, assignment and queue in one form (each field optional)."""
-    rt = request.app[RUNTIME]
-    user = auth.current_user(request)
-    assert user is not None
-    ticket = await ticket_from_path(request)
-    form = await request.post()
+    rt, user, ticket, form = await ticket_form(request)
     ch = TicketChanges()
     status = str(form.get("status", ""))
     if status in STATUS_LABELS:
@@ -290,10 +288,7 @@ async def update(request: web.Request) -> web.StreamResponse:
 
 @auth.require_role("agent")
 async def assign_me(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
-    user = auth.current_user(request)
-    assert user is not None
-    ticket = await ticket_from_path(request)
+    rt, user, ticket, _form = await ticket_form(request)
     ch = TicketChanges(assignee=user["email"])
     if ticket.status == TicketStatus.NEW:
         ch.status = TicketStatus.OPEN
@@ -305,11 +300,7 @@ async def assign_me(request: web.Request) -> web.StreamResponse:
 async def set_tags(request: web.Request) -> web.StreamResponse:
     """The agent confirms or corrects the trámite (and agency): an agent tag, and a ``labels`` document the classifier
     learns from."""
-    rt = request.app[RUNTIME]
-    user = auth.current_user(request)
-    assert user is not None
-    ticket = await ticket_from_path(request)
-    form = await request.post()
+    rt, user, ticket, form = await ticket_form(request)
     raw = str(form.get("tramite", "")).strip()[:300]
     none_fits = form.get("none") == "1"
     tags: dict[str, Tag] = {}
@@ -351,11 +342,7 @@ async def set_tags(request: web.Request) -> web.StreamResponse:
 @auth.require_role("agent")
 async def log_on_ticket(request: web.Request) -> web.StreamResponse:
     """A phone call or an in-person attention (PAC) logged as a message of this ticket."""
-    rt = request.app[RUNTIME]
-    user = auth.current_user(request)
-    assert user is not None
-    ticket = await ticket_from_path(request)
-    form = await request.post()
+    rt, user, ticket, form = await ticket_form(request)
     channel = str(form.get("channel", "phone"))
     if channel not in ("phone", "pac"):
         raise web.HTTPBadRequest()

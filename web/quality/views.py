@@ -20,7 +20,7 @@ from web.keys import RUNTIME
 from web.quality import STATIC
 from web.quality.charts import render_chart
 from web.security import DOWNLOAD_CSP
-from web.templating import render
+from web.templating import CHANNEL_LABELS, render
 from workers.quality import csat, metrics, retention, stats
 
 PERIODS = (7, 30, 90, 365)
@@ -89,7 +89,7 @@ def _month_series(rows: list[stats.TransparencyRow], months: list[str], attr: st
     for k in keys:
         values = [getattr(by[(m, k)], attr) if (m, k) in by else None for m in months]
         if any(v is not None for v in values):
-            series.append({"name": stats.CHANNEL_NAMES.get(k, k), "values": values})
+            series.append({"name": CHANNEL_LABELS.get(k, k), "values": values})
     return series
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from inbox.channels import CHANNEL_LABELS
 from inbox.domain import Ticket, TicketFilter, TicketStatus, utcnow
 from workers.quality.calendar import BusinessCalendar
 
@@ -22,15 +23,6 @@ if TYPE_CHECKING:
 
 UNCLASSIFIED = "Sin clasificar"
 OPEN_STATUSES = [TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING]
-CHANNEL_NAMES = {
-    "email": "Correo",
-    "x": "X",
-    "facebook": "Facebook",
-    "messenger": "Messenger",
-    "web": "Formulario web",
-    "phone": "Teléfono",
-    "pac": "Atención presencial",
-}
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -130,7 +122,7 @@ class TransparencyRow:
 
     @property
     def label(self) -> str:
-        return CHANNEL_NAMES.get(self.key, self.key) if self.dimension == "channel" else self.key
+        return CHANNEL_LABELS.get(self.key, self.key) if self.dimension == "channel" else self.key
 
 
 CSV_COLUMNS = ["mes", "dimension", "clave", "tickets", "respondidos", "primera_respuesta_p50_horas_habiles",
@@ -257,7 +249,7 @@ def dashboard_figures(tickets: list[Ticket], backlog: list[Ticket], ratings: dic
     day_list = [day_key(now - timedelta(days=i), cal) for i in range(days - 1, -1, -1)]
     figs: list[Figure] = []
     figs.append(_volume_figure("volume_channel", "Volumen por canal", "canal", lambda t: t.channel, tickets,
-                               day_list, cal, 8, lambda k: CHANNEL_NAMES.get(k, k)))
+                               day_list, cal, 8, lambda k: CHANNEL_LABELS.get(k, k)))
     figs.append(_volume_figure("volume_agency", "Volumen por organismo", "organismo",
                                lambda t: agency_of(t, non_agency), tickets, day_list, cal, 12))
 
@@ -282,7 +274,7 @@ def dashboard_figures(tickets: list[Ticket], backlog: list[Ticket], ratings: dic
     channels = sorted(k for k in count if k != "Total")
     rows = []
     for k in [*channels, "Total"]:
-        rows.append([CHANNEL_NAMES.get(k, k), count[k], len(fr[k]), r1(percentile(fr[k], .5)),
+        rows.append([CHANNEL_LABELS.get(k, k), count[k], len(fr[k]), r1(percentile(fr[k], .5)),
                      r1(percentile(fr[k], .9)), r1(percentile(fr[k], .95)), len(res[k]), r1(percentile(res[k], .5)),
                      r1(percentile(res[k], .9)), r1(percentile(res[k], .95))])
     figs.append(Figure(
@@ -290,7 +282,7 @@ def dashboard_figures(tickets: list[Ticket], backlog: list[Ticket], ratings: dic
         "Percentiles 50, 90 y 95 en horas hábiles, por canal, de los tickets creados en el período.",
         ["canal", "tickets", "respondidos", "primera_respuesta_p50_h", "primera_respuesta_p90_h",
          "primera_respuesta_p95_h", "resueltos", "resolucion_p50_h", "resolucion_p90_h", "resolucion_p95_h"], rows,
-        {"type": "bar", "categories": [CHANNEL_NAMES.get(k, k) for k in channels],
+        {"type": "bar", "categories": [CHANNEL_LABELS.get(k, k) for k in channels],
          "series": [{"name": "Primera respuesta p50", "values": [r1(percentile(fr[k], .5)) for k in channels]},
                     {"name": "Primera respuesta p90", "values": [r1(percentile(fr[k], .9)) for k in channels]},
                     {"name": "Resolución p50", "values": [r1(percentile(res[k], .5)) for k in channels]}],
@@ -340,7 +332,7 @@ def dashboard_figures(tickets: list[Ticket], backlog: list[Ticket], ratings: dic
             by[t.channel].append(ratings[t.id])
             by["Total"].append(ratings[t.id])
     chans = sorted(k for k in by if k != "Total")
-    rows = [[CHANNEL_NAMES.get(k, k), len(by[k]), r2(sum(by[k]) / len(by[k])),
+    rows = [[CHANNEL_LABELS.get(k, k), len(by[k]), r2(sum(by[k]) / len(by[k])),
              *(sum(1 for x in by[k] if x == i) for i in range(1, 6))] for k in [*chans, "Total"] if by[k]]
     figs.append(Figure(
         "csat", "Satisfacción (CSAT)", "Respuestas a la encuesta de los tickets del período, por canal.",
