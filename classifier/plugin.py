@@ -49,9 +49,7 @@ class ClassifierHolder:
 
 
 def holder(rt: Any) -> ClassifierHolder:
-    existing = rt.services.get(SERVICE)
-    if existing is None:
-        existing = rt.services[SERVICE] = ClassifierHolder(Path(rt.data_dir))
+    existing: ClassifierHolder = rt.service(SERVICE, lambda: ClassifierHolder(Path(rt.data_dir)))
     return existing
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from inbox.archive import PackArchive, RawArchive
 from inbox.channels import ChannelSender
@@ -32,6 +32,7 @@ PLUGINS: list[str] = [
 ]
 
 Worker = Callable[["Runtime", Any], Awaitable[None]]  # (runtime, stop event)
+S = TypeVar("S")
 WebSetup = Callable[[Any, "Runtime"], None]  # (aiohttp app, runtime)
 
 
@@ -47,10 +48,22 @@ class Runtime:
     workers: dict[str, Worker] = field(default_factory=dict)
     web_setups: list[WebSetup] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)  # shared objects plugins expose to each other
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # awaited by close_runtime
 
     @property
     def data_dir(self) -> Path:
         return self.settings.data_dir
+
+    def service(self, key: str, make: Callable[[], S]) -> S:
+        """The runtime's one ``key`` service, made on first use; its ``close()`` coroutine, if it has one, runs when
+        the runtime closes."""
+        existing = self.services.get(key)
+        if existing is None:
+            existing = self.services[key] = make()
+            close = getattr(existing, "close", None)
+            if close is not None:
+                self.closers.append(close)
+        return cast(S, existing)
 
 
 def plugin_modules() -> list[ModuleType]:
@@ -95,7 +108,7 @@ async def open_runtime(settings: Settings, store: Store | None = None) -> Runtim
 
 
 async def close_runtime(rt: Runtime) -> None:
-    for closer in rt.services.get("closers", []):
+    for closer in rt.closers:
         await closer()
     await rt.store.close()
     rt.archive.close()

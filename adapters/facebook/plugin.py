@@ -16,12 +16,7 @@ SETTINGS = {"facebook": FacebookSettings}
 
 def graph_for(rt: Runtime) -> GraphClient:
     """The runtime's one Graph client (opened on first use, closed with the runtime)."""
-    graph = rt.services.get("facebook.graph")
-    if graph is None:
-        graph = GraphClient(lambda: rt.settings.facebook)
-        rt.services["facebook.graph"] = graph
-        rt.services.setdefault("closers", []).append(graph.close)
-    return graph
+    return rt.service("facebook.graph", lambda: GraphClient(lambda: rt.settings.facebook))
 
 
 def setup(rt: Runtime) -> None:

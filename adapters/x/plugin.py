@@ -15,12 +15,7 @@ SETTINGS = {"x": XSettings}
 
 def api_for(rt: Runtime) -> XApi:
     """The runtime's one X client (opened on first use, closed with the runtime)."""
-    api = rt.services.get("x.api")
-    if api is None:
-        api = XApi(lambda: rt.settings.x)
-        rt.services["x.api"] = api
-        rt.services.setdefault("closers", []).append(api.close)
-    return api
+    return rt.service("x.api", lambda: XApi(lambda: rt.settings.x))
 
 
 def setup(rt: Runtime) -> None:
