@@ -8,6 +8,7 @@ A chart spec is ``{"type": "line" | "bar" | "hbar", "categories": [...], "series
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -153,11 +154,7 @@ def bar_chart(spec: dict[str, Any], chart_id: str, title: str, desc: str, width:
         label = str(c)
         parts.append(f'<text x="{left + group_w * (ci + .5):.1f}" y="{top + plot_h + 18:.1f}" font-size="12" '
                      f'text-anchor="middle" fill="{TEXT}" {FONT}>{escape(label[:18])}</text>')
-        for si, s in enumerate(series):
-            vals = s.get("values", [])
-            v = vals[ci] if ci < len(vals) else None
-            if v is None:
-                continue
+        for si, s, v in _values_at(series, ci):
             h = plot_h * (v / vmax)
             x = gx + bar_w * si
             parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{max(1.0, bar_w - 2):.1f}" '
@@ -166,6 +163,15 @@ def bar_chart(spec: dict[str, Any], chart_id: str, title: str, desc: str, width:
     if len(series) > 1:
         parts.append(legend)
     return _frame(chart_id, title, desc, width, height, "".join(parts))
+
+
+def _values_at(series: list[dict[str, Any]], ci: int) -> Iterator[tuple[int, dict[str, Any], float]]:
+    """(series index, series, value) of category ``ci``, for the series that have a value there."""
+    for si, s in enumerate(series):
+        vals = s.get("values", [])
+        v = vals[ci] if ci < len(vals) else None
+        if v is not None:
+            yield si, s, v
 
 
 def hbar_chart(spec: dict[str, Any], chart_id: str, title: str, desc: str, width: int = 760) -> Markup:
@@ -192,11 +198,7 @@ def hbar_chart(spec: dict[str, Any], chart_id: str, title: str, desc: str, width
         short = label if len(label) <= 32 else label[:31] + "…"
         parts.append(f'<text x="{label_w - 8}" y="{gy + group_h / 2:.1f}" font-size="12" text-anchor="end" '
                      f'fill="{TEXT}" {FONT}><title>{escape(label)}</title>{escape(short)}</text>')
-        for si, s in enumerate(series):
-            vals = s.get("values", [])
-            v = vals[ci] if ci < len(vals) else None
-            if v is None:
-                continue
+        for si, s, v in _values_at(series, ci):
             w = plot_w * (v / vmax)
             y = gy + bar_h * si
             parts.append(f'<rect x="{label_w}" y="{y:.1f}" width="{max(1.0, w):.1f}" height="{bar_h - 2}" '
