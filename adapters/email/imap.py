@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import threading
 import time
 from collections import defaultdict
@@ -27,6 +26,7 @@ from imapclient import IMAPClient
 
 from adapters.email.parse import ParseOptions, parse_message
 from adapters.email.settings import EmailAccount, EmailSettings
+from adapters.email.tls import describe_tls_error, tls_context
 from inbox.domain import InboundMessage, utcnow
 from inbox.health import report_health
 
@@ -88,21 +88,14 @@ def cursor_key(account: EmailAccount) -> str:
     return f"imap:{account.name}:{account.folder}"
 
 
-def _tls_context(account: EmailAccount) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if not account.tls_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def open_client(account: EmailAccount, password: str, timeout: float) -> IMAPClient:
-    """Connect (implicit TLS or STARTTLS) and log in."""
+    """Connect (implicit TLS or STARTTLS) and log in. With STARTTLS configured, a server that does not offer it (or
+    whose certificate fails) is an error: the password is never sent in plain text instead."""
     client = IMAPClient(account.imap_host, port=account.imap_port, ssl=account.imap_tls,
-                        ssl_context=_tls_context(account) if account.imap_tls else None, timeout=timeout)
+                        ssl_context=tls_context(account) if account.imap_tls else None, timeout=timeout)
     try:
         if account.imap_starttls and not account.imap_tls:
-            client.starttls(_tls_context(account))
+            client.starttls(tls_context(account))
         client.login(account.login, password)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -289,7 +282,7 @@ class MailboxWatcher:
                     failed = True
                     if self.stats["connects"] > connects:  # it worked for a while: start the backoff afresh
                         delay = self.settings.reconnect_min_s
-                    detail = f"{type(exc).__name__}: {exc}"[:400]
+                    detail = f"{type(exc).__name__}: {exc}"[:400] + describe_tls_error(exc)
                     log.warning("mailbox %s: %s; reconnecting in %.1f s", self.account.name, detail, delay)
                     await self._io(conn.close, False)
                     await self._report(False, detail)

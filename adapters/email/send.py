@@ -12,7 +12,6 @@ import email.utils
 import html as htmllib
 import logging
 import re
-import ssl
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ import aiosmtplib
 
 from adapters.email.parse import LOOP_HEADER, SYNTHETIC_DOMAIN, TICKET_HEADER
 from adapters.email.settings import EmailAccount, EmailSettings
+from adapters.email.tls import describe_tls_error, tls_context
 from inbox.channels import SendError
 from inbox.domain import Direction, IdentityKind, Message, Ticket, utcnow
 from inbox.health import report_health
@@ -174,13 +174,6 @@ class SmtpSender:
         return mail
 
     # -- SMTP ------------------------------------------------------------------------------------------------------
-    def _tls_context(self, account: EmailAccount) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if not account.tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
     async def _deliver(self, account: EmailAccount, mail: EmailMessage, to: str) -> None:
         login = account.smtp_login
         smtp = aiosmtplib.SMTP(
@@ -189,7 +182,7 @@ class SmtpSender:
             use_tls=account.smtp_tls,
             start_tls=account.smtp_starttls if not account.smtp_tls else False,
             timeout=self.settings.timeout_s,
-            tls_context=self._tls_context(account) if (account.smtp_tls or account.smtp_starttls) else None,
+            tls_context=tls_context(account) if (account.smtp_tls or account.smtp_starttls) else None,
         )
         try:
             await smtp.connect()
@@ -207,8 +200,10 @@ class SmtpSender:
         except aiosmtplib.SMTPResponseException as exc:
             raise SendError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            await self._health(account, False, f"SMTP: {type(exc).__name__}: {exc}")
-            raise SendError(f"SMTP unavailable: {type(exc).__name__}: {exc}") from exc
+            # Also a certificate that fails verification, or STARTTLS configured but not offered: never plain text.
+            detail = f"{type(exc).__name__}: {exc}{describe_tls_error(exc)}"
+            await self._health(account, False, f"SMTP: {detail}")
+            raise SendError(f"SMTP unavailable: {detail}") from exc
         finally:
             if smtp.is_connected:
                 try:

@@ -48,6 +48,7 @@ class EmailAccount:
     smtp_password_env: str = ""  # empty: the account's password
     sent_folder: str = ""  # IMAP folder to APPEND sent replies to (empty: none)
     tls_verify: bool = True  # verify server certificates (false only for test servers)
+    tls_ca_file: str = ""  # PEM CA bundle the IMAP/SMTP certificates must chain to (empty: the system's CAs)
     auto_acknowledge: bool = False  # answer a citizen's first mail with the ticket number
 
     def validate(self) -> None:
@@ -64,6 +65,8 @@ class EmailAccount:
             raise SettingsError(f"{where}.move_folder: required when after_commit = 'move'")
         if self.poll_interval_s <= 0:
             raise SettingsError(f"{where}.poll_interval_s: must be positive")
+        if self.tls_ca_file and not os.path.isfile(self.tls_ca_file):
+            raise SettingsError(f"{where}.tls_ca_file: no such file: {self.tls_ca_file}")
 
     @property
     def login(self) -> str:

@@ -2,6 +2,9 @@
 
 Any user name logs in with ``PASSWORD`` (static passdb), so each test can take a fresh mailbox. Mail can be
 delivered by LMTP, by IMAP APPEND, or written straight into the Maildir (as an MTA would while Dovecot is down).
+
+Plain text by default. ``Dovecot(tls=(cert_pem, key_pem))`` turns TLS on: implicit TLS (IMAPS) on ``imaps_port``
+and STARTTLS offered on the plain ``imap_port`` (plain-text login stays allowed there, for the test helpers).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{dir}/mail/%n/Maildir
@@ -50,7 +53,8 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}{imaps_ssl}
   }}
 }}
 service lmtp {{
@@ -75,19 +79,25 @@ def available() -> bool:
 class Dovecot:
     """One Dovecot instance in a short /tmp directory (unix socket paths must stay under 108 bytes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: the server's certificate (PEM, chain included) and private key (PEM) to serve TLS with."""
         self.dir = Path(tempfile.mkdtemp(prefix="dc-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         nobody = pwd.getpwnam("nobody")
         self.uid, self.gid = nobody.pw_uid, nobody.pw_gid
         self.imap_port = free_port()
         self.lmtp_port = free_port()
+        self.tls = tls is not None
+        self.imaps_port = free_port() if tls is not None else 0  # 0: no IMAPS listener
+        ssl = "ssl = no" if tls is None else f"ssl = yes\nssl_cert = <{tls[0]}\nssl_key = <{tls[1]}"
         self.proc: subprocess.Popen[bytes] | None = None
         (self.dir / "mail").mkdir()
         os.chown(self.dir / "mail", self.uid, self.gid)
         self.conf = self.dir / "dovecot.conf"
         self.conf.write_text(CONFIG.format(dir=self.dir, uid=self.uid, gid=self.gid, password=PASSWORD,
-                                           imap_port=self.imap_port, lmtp_port=self.lmtp_port))
+                                           imap_port=self.imap_port, lmtp_port=self.lmtp_port,
+                                           imaps_port=self.imaps_port, ssl=ssl,
+                                           imaps_ssl="\n    ssl = yes" if tls is not None else ""))
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> None:
@@ -103,6 +113,8 @@ class Dovecot:
             try:
                 with socket.create_connection(("127.0.0.1", self.imap_port), timeout=0.5) as s:
                     if s.recv(64).startswith(b"* OK"):
+                        if self.imaps_port:
+                            socket.create_connection(("127.0.0.1", self.imaps_port), timeout=0.5).close()
                         return
             except OSError:
                 time.sleep(0.05)

@@ -3,6 +3,10 @@
     server = await SmtpServer.start()
     server.fail_next("451 4.3.0 Try again later")   # the next RCPT is refused with that answer
     ...; server.messages[0].mail["Message-ID"]; await server.stop()
+
+Plain text by default. ``SmtpServer.start(implicit_tls=ctx)`` serves TLS from the first byte (port 465 style);
+``SmtpServer.start(starttls=ctx)`` offers STARTTLS and refuses mail until the client has switched to TLS
+(port 587 style). ``Captured.tls`` tells whether a mail came in over TLS.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import email
 import email.message
 import email.policy
+import ssl
 from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -22,6 +27,7 @@ class Captured:
     recipients: list[str]
     data: bytes
     mail: email.message.EmailMessage
+    tls: bool = False  # received over TLS (implicit or after STARTTLS)
 
 
 @dataclass
@@ -45,7 +51,8 @@ class _Handler:
         raw = data if isinstance(data, bytes) else str(data).encode()
         mail = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(mail, email.message.EmailMessage)
-        self.messages.append(Captured(str(envelope.mail_from), list(envelope.rcpt_tos), raw, mail))
+        tls = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
+        self.messages.append(Captured(str(envelope.mail_from), list(envelope.rcpt_tos), raw, mail, tls))
         self.received.set()
         return "250 OK queued"
 
@@ -58,11 +65,22 @@ class SmtpServer:
         self.host = "127.0.0.1"
 
     @classmethod
-    async def start(cls) -> SmtpServer:
+    async def start(cls, *, implicit_tls: ssl.SSLContext | None = None,
+                    starttls: ssl.SSLContext | None = None) -> SmtpServer:
+        """Listen on a free port: plain text, or with a server-side SSL context either implicit TLS on the socket
+        or STARTTLS required before MAIL (not both)."""
+        if implicit_tls is not None and starttls is not None:
+            raise ValueError("implicit_tls or starttls, not both")
         handler = _Handler()
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: SMTP(handler, hostname="smtp.test", decode_data=False),
-                                          "127.0.0.1", 0)
+
+        def protocol() -> SMTP:
+            if starttls is None:
+                return SMTP(handler, hostname="smtp.test", decode_data=False)
+            return SMTP(handler, hostname="smtp.test", decode_data=False, tls_context=starttls,
+                        require_starttls=True)
+
+        server = await loop.create_server(protocol, "127.0.0.1", 0, ssl=implicit_tls)
         return cls(server, handler)
 
     @property
