@@ -218,5 +218,6 @@ async def test_the_job_worker_alone_drives_everything(tmp_path) -> None:
         assert len(sent) == 2
     finally:
         stop.set()
-        await asyncio.wait_for(worker, 10)
+        # a stop lets running jobs finish; the first triage job trains the cold-start model (seconds of CPU)
+        await asyncio.wait_for(worker, 60)
         await close_runtime(rt)
