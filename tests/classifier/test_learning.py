@@ -1,10 +1,15 @@
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classifier import api, registry
+from classifier.agencies import default_directory
+from classifier.api import fit_model
+from classifier.catalog import load_catalog
 from classifier.types import LabelledExample
 
 TEXT = "consulta por el formulario zorblax del expediente turquesa"
@@ -77,3 +82,21 @@ def test_holdout_metrics_recorded_with_enough_labels(data_dir: Path) -> None:
     info = api.train(data_dir, examples, activate=False)
     assert info.metrics["n"] == 8 and "tramite" in info.metrics and "agency" in info.metrics
     assert not info.active and registry.active_version(data_dir) != info.version
+
+
+def test_reloaded_model_scores_like_the_trained_one(trained_dir: Path) -> None:
+    """The discriminative body and agency classifiers (pruned coefficients) survive the skops round trip."""
+    model, _ = fit_model(load_catalog(trained_dir), default_directory())
+    assert model.organismo_coef is not None and model.agency_coef is not None
+    assert model.organismo_coef.getnnz(axis=1).max() <= model.cfg.clf_terms
+    stored = registry.load(trained_dir, registry.active_version(trained_dir) or "")
+    texts = ["se me vence la libreta de conducir", "no me llega la factura de la luz", "gracias"]
+    x1, b1 = model.vectorize_with_base(texts)
+    x2, b2 = stored.model.vectorize_with_base(texts)
+    s1, s2 = model.score(x1, b1, normalized=True), stored.model.score(x2, b2, normalized=True)
+    assert np.allclose(s1.agency, s2.agency, atol=1e-5) and np.allclose(s1.tramite, s2.tramite, atol=1e-5)
+    # the classifiers take part: switching them off changes the body distribution
+    probs = model._organismo_probs(x1)
+    model.cfg = dataclasses.replace(model.cfg, organismo_clf_weight=0.0)
+    without = model._organismo_probs(x1)
+    assert probs is not None and without is not None and not np.allclose(probs, without, atol=1e-3)

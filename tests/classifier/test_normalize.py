@@ -34,3 +34,12 @@ def test_longest_phrase_wins() -> None:
 def test_stemming_unifies_inflections_and_drops_stopwords() -> None:
     assert stemmed("renovacion") == stemmed("renovar")
     assert stemmed("hola quiero renovar") == stemmed("renovar")
+
+
+def test_lexicon_verbs_match_their_conjugated_forms_nouns_only_exactly() -> None:
+    # "alquilar" is a lexicon key: its conjugations share the Snowball stem and get the same expansion
+    for text in ("alquilamos un local", "alquilé hace un año", "quiero alquilar"):
+        assert "arrendamiento" in normalize(text), text
+    # noun keys match exactly only: "localidad" has the stem of the key "local" but is not a business premises
+    assert "establecimiento" not in normalize("la localidad")
+    assert "establecimiento" in normalize("el local")

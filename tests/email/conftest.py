@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.dovecot import PASSWORD, Dovecot, available
+from tests.support.dovecot import PASSWORD, Dovecot, started
 from tests.support.smtp import SmtpServer
 from workers.runtime import Runtime, close_runtime, open_runtime, settings_from
 
@@ -55,14 +55,8 @@ def email_settings(data_dir: Path, accounts: list[dict[str, Any]], **overrides: 
 
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
-    if not available():
-        pytest.fail("dovecot is not installed: apt-get install -y dovecot-imapd dovecot-lmtpd")
-    dc = Dovecot()
-    dc.start()
-    try:
+    with started() as dc:
         yield dc
-    finally:
-        dc.cleanup()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from inbox.domain import DeliveryStatus, TicketFilter
 from inbox.settings import SettingsError
 from tests.email.conftest import OUR_ADDRESS, account, count_messages, mail, wait_until
 from tests.email.test_send import citizen_ticket, run_jobs_once
-from tests.support.dovecot import Dovecot, available
+from tests.support.dovecot import Dovecot, started
 from tests.support.smtp import SmtpServer
 from workers.outbox import queue_reply
 from workers.runtime import Runtime
@@ -60,14 +60,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def tls_dovecot(pki: Pki) -> Iterator[Dovecot]:
     """A second Dovecot, with TLS: IMAPS on ``imaps_port``, STARTTLS offered on ``imap_port``."""
-    if not available():
-        pytest.fail("dovecot is not installed: apt-get install -y dovecot-imapd dovecot-lmtpd")
-    dc = Dovecot(tls=(pki.cert_file, pki.key_file))
-    dc.start()
-    try:
+    with started(tls=(pki.cert_file, pki.key_file)) as dc:
         yield dc
-    finally:
-        dc.cleanup()
 
 
 @pytest.fixture

@@ -20,8 +20,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from imapclient import IMAPClient
 
 PASSWORD = "secret"
@@ -185,3 +187,17 @@ class Dovecot:
         client = IMAPClient("127.0.0.1", port=self.imap_port, ssl=False, timeout=10)
         client.login(user, PASSWORD)
         return client
+
+
+@contextlib.contextmanager
+def started(tls: tuple[Path, Path] | None = None) -> Iterator[Dovecot]:
+    """A running Dovecot for the duration of the block (with TLS: ``(certificate file, key file)``); its directory is
+    removed afterwards. Fails the test run when Dovecot is not installed: CI installs it, a skip would hide that."""
+    if not available():
+        pytest.fail("dovecot is not installed: apt-get install -y dovecot-imapd dovecot-lmtpd")
+    dc = Dovecot(tls=tls)
+    dc.start()
+    try:
+        yield dc
+    finally:
+        dc.cleanup()
