@@ -92,8 +92,11 @@ def _state(model: TriageModel) -> dict[str, Any]:
         "tramite_centroids": _csr_parts(model.tramite_centroids),
         "agency_centroids": _csr_parts(model.agency_centroids),
         "organismo_centroids": _csr_parts(model.organismo_centroids) if model.organismo_centroids is not None else None,
+        "organismo_coef": _csr_parts(model.organismo_coef) if model.organismo_coef is not None else None,
+        "organismo_intercept": model.organismo_intercept,
+        "agency_coef": _csr_parts(model.agency_coef) if model.agency_coef is not None else None,
+        "agency_intercept": model.agency_intercept,
         "gate": model.gate,
-        "agency_clf": model.agency_clf,
     }
 
 
@@ -151,8 +154,15 @@ def load(data_dir: Path | str, version: str) -> StoredModel:
     model.agency_centroids = _csr(state["agency_centroids"])
     org = state.get("organismo_centroids")
     model.organismo_centroids = _csr(org) if org is not None else None
+    coef = state.get("organismo_coef")
+    model.organismo_coef = _csr(coef) if coef is not None else None
+    intercept = state.get("organismo_intercept")
+    model.organismo_intercept = np.asarray(intercept, dtype=np.float64) if intercept is not None else None
+    coef = state.get("agency_coef")
+    model.agency_coef = _csr(coef) if coef is not None else None
+    intercept = state.get("agency_intercept")
+    model.agency_intercept = np.asarray(intercept, dtype=np.float64) if intercept is not None else None
     model.gate = state["gate"]
-    model.agency_clf = state["agency_clf"]
     model.tramites = [TramiteInfo(*row) for row in meta["tramites"]]
     model.agencies = list(meta["agencies"])
     model.agency_organismo = dict(meta["agency_organismo"])
