@@ -211,6 +211,7 @@ class SQLiteStore(Store):
         if self._checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
             self._checkpointer = None
+
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
