@@ -16,7 +16,7 @@ from web import auth
 from web.i18n import gettext as _
 from web.keys import RUNTIME, UI
 from web.templating import render
-from web.views import contact_label
+from web.views import agent_form, contact_label
 
 IDENTITY_LABELS = {"email": "Correo", "x": "X", "facebook": "Facebook", "messenger": "Messenger",
                    "phone": "Teléfono", "ci": "Cédula"}
@@ -62,9 +62,7 @@ async def contact_page(request: web.Request) -> web.StreamResponse:
 @auth.require_role("agent")
 async def merge(request: web.Request) -> web.StreamResponse:
     store = request.app[RUNTIME].store
-    user = auth.current_user(request)
-    assert user is not None
-    form = await request.post()
+    user, form = await agent_form(request)
     keep, other = str(form.get("keep", "")), str(form.get("other", ""))
     try:
         merge_id = await store.merge_contacts(keep, other, user["email"])
@@ -81,9 +79,7 @@ async def merge(request: web.Request) -> web.StreamResponse:
 @auth.require_role("agent")
 async def unmerge(request: web.Request) -> web.StreamResponse:
     store = request.app[RUNTIME].store
-    user = auth.current_user(request)
-    assert user is not None
-    form = await request.post()
+    user, form = await agent_form(request)
     merge_id = str(form.get("merge_id", ""))
     if not re.fullmatch(r"[0-9a-f]{32}", merge_id):
         raise web.HTTPBadRequest()
@@ -113,9 +109,7 @@ async def log_contact_submit(request: web.Request) -> web.StreamResponse:
     """A new ticket from a phone call or a PAC attention, through the ingest pipeline (contact resolution included);
     a logged call on an existing ticket goes through the ticket page instead."""
     rt = request.app[RUNTIME]
-    user = auth.current_user(request)
-    assert user is not None
-    form = await request.post()
+    user, form = await agent_form(request)
     values = {k: str(form.get(k, "")).strip()[:2000] for k in
               ("channel", "name", "phone", "email", "ci", "subject", "text", "request_id")}
     values["text"] = str(form.get("text", "")).strip()[:20_000]

@@ -28,7 +28,7 @@ from web.i18n import gettext as _
 from web.keys import HUB, RUNTIME, UI
 from web.security import DOWNLOAD_CSP
 from web.templating import CHANNEL_LABELS, PRIORITY_LABELS, STATUS_LABELS, render
-from web.views import UIState, contact_label, ticket_from_path
+from web.views import UIState, agent_form, contact_label, ticket_from_path
 from workers.outbox import queue_reply
 from workers.runtime import Runtime
 
@@ -177,10 +177,9 @@ def suggested_reply(info: dict[str, str], contact: Any) -> str:
 async def ticket_form(request: web.Request) -> tuple[Runtime, dict[str, Any], Ticket, MultiDictProxy[Any]]:
     """What every form posted on a ticket's page starts from: the runtime, the signed-in agent, the ticket and the
     form's fields."""
-    user = auth.current_user(request)
-    assert user is not None  # the handlers require a role
     ticket = await ticket_from_path(request)
-    return request.app[RUNTIME], user, ticket, await request.post()
+    user, form = await agent_form(request)
+    return request.app[RUNTIME], user, ticket, form
 
 
 @auth.require_role("agent")

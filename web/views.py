@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from inbox.domain import Contact, Ticket
+from web import auth
 from web.keys import RUNTIME, UI
 from workers.runtime import Runtime
 
@@ -109,3 +111,10 @@ async def ticket_from_path(request: web.Request) -> Ticket:
     if ticket is None:
         raise web.HTTPNotFound()
     return ticket
+
+
+async def agent_form(request: web.Request) -> tuple[dict[str, Any], MultiDictProxy[Any]]:
+    """The signed-in agent and the fields of the form they posted (the handler requires a role)."""
+    user = auth.current_user(request)
+    assert user is not None
+    return user, await request.post()
