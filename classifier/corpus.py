@@ -1,4 +1,5 @@
-"""Training documents built from the catalogue, the agency profiles, the unknown examples and labelled tickets.
+"""Training documents built from the catalogue, the citizen phrasings of trámites, the agency profiles, the unknown
+examples and labelled tickets.
 
 Every document carries two labels, the trámite (a catalogue key or NO_TRAMITE) and the agency (a name or UNKNOWN),
 and a weight. Catalogue and profile texts are long and formal while messages are short and informal, so each source
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import tomllib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ class Doc:
     tramite: str  # catalogue key or NO_TRAMITE
     agency: str  # agency name or UNKNOWN
     weight: float
-    source: str  # catalog | profile | unknown | label
+    source: str  # catalog | phrasing | profile | unknown | label
     gate: bool = True  # used to train the kind gate (trámite / agency only / unknown)
 
 
@@ -37,6 +39,7 @@ class CorpusConfig:
     dropout_views: int = 4  # random word-subset views per trámite
     dropout_keep: float = 0.5
     label_weight: float = 1.0  # weight of a labelled ticket (3.0 measured worse: one message dominates a centroid)
+    phrasing_weight: float = 3.0  # weight of each citizen phrasing of a trámite (data/tramite_phrasings.toml)
     # Profiles of agencies that run catalogue trámites share their words with those trámites: keep them out of the
     # kind gate, so "se me venció la cédula" is not taken for a message about the agency with no trámite.
     gate_skips_catalog_agencies: bool = True
@@ -81,6 +84,19 @@ def profile_views(p: AgencyProfile) -> list[str]:
     return views
 
 
+def tramite_phrasings(text: str | None = None) -> dict[str, list[str]]:
+    """Citizen phrasings per trámite key (``data/tramite_phrasings.toml``: ``[[tramite]]`` tables with ``key`` and
+    ``phrases``); a key listed twice keeps the phrases of both."""
+    if text is None:
+        text = resources.files("classifier").joinpath("data/tramite_phrasings.toml").read_text(encoding="utf-8")
+    phrasings: dict[str, list[str]] = {}
+    for entry in tomllib.loads(text).get("tramite", []):
+        key, phrases = str(entry.get("key") or ""), entry.get("phrases") or []
+        if key:
+            phrasings.setdefault(key, []).extend(str(p).strip() for p in phrases if str(p).strip())
+    return phrasings
+
+
 def unknown_texts() -> list[str]:
     raw = resources.files("classifier").joinpath("data/unknown.txt").read_text(encoding="utf-8")
     return [line.strip() for line in raw.splitlines() if line.strip() and not line.startswith("#")]
@@ -110,8 +126,10 @@ def build_corpus(
     cfg = cfg or CorpusConfig()
     rng = random.Random(cfg.seed)
     docs: list[Doc] = []
+    phrasings = tramite_phrasings() if cfg.phrasing_weight > 0 else {}
     for t in sorted(catalog.active(), key=lambda x: x.key):
         docs += [Doc(v, t.key, t.agency, 1.0, "catalog") for v in tramite_views(t, directory, cfg, rng)]
+        docs += [Doc(v, t.key, t.agency, cfg.phrasing_weight, "phrasing") for v in phrasings.get(t.key, ())]
     catalog_agencies = {t.agency for t in catalog.active()}
     for p in directory.profiles.values():
         gate = not (cfg.gate_skips_catalog_agencies and p.name in catalog_agencies)

@@ -2,10 +2,10 @@
 
 - **kind gate** (logistic regression, calibrated by construction): does the message concern a catalogue trámite, an
   agency with no fitting trámite, or nothing at all (spam, thanks-only, off-topic)?
-- **trámite scorer**: cosine similarity to each trámite's centroid (its catalogue views plus the labelled tickets),
-  turned into a distribution by a softmax with a low temperature. Most trámites have no labelled ticket at all, and a
-  similarity to the catalogue text generalizes to them where a discriminative model trained on one document per class
-  does not (measured: see docs/classifier.md).
+- **trámite scorer**: cosine similarity to each trámite's centroid (its catalogue views, its citizen phrasings and the
+  labelled tickets), turned into a distribution by a softmax with a low temperature. Most trámites have no labelled
+  ticket at all, and a similarity to the catalogue text generalizes to them where a discriminative model trained on
+  one document per class does not (measured: see docs/classifier.md).
 - **agency scorer**: a mix of centroid similarity and a log-loss SGD classifier over every agency (catalogue units and
   the bodies of the profiles), both reweighted by P(top-level body | text), itself a mix of the bodies' centroid
   similarity and a log-loss SGD classifier over the bodies. The classifiers' coefficients are pruned to the largest
