@@ -20,8 +20,8 @@ from aiohttp import web
 from inbox.domain import utcnow
 from inbox.store.base import Store
 from web import auth
-from web.keys import HUB, RUNTIME
-from web.views import ticket_from_path
+from web.keys import HUB
+from web.views import ticket_by_number, ticket_from_path
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -185,14 +185,8 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
     ticket_id = None
     number = 0
     if request.query.get("ticket"):
-        try:
-            number = int(request.query["ticket"])
-        except ValueError:
-            raise web.HTTPBadRequest() from None
-        ticket = await request.app[RUNTIME].store.get_ticket_by_number(number)
-        if ticket is None:
-            raise web.HTTPNotFound()
-        ticket_id = ticket.id
+        ticket = await ticket_by_number(request, request.query["ticket"], invalid=web.HTTPBadRequest)
+        ticket_id, number = ticket.id, ticket.number
     sub = Subscriber(asyncio.Queue(QUEUE_MAX), ticket_id)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                            "Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -103,11 +103,18 @@ def setup_views(app: web.Application, rt: Runtime) -> None:
 
 async def ticket_from_path(request: web.Request) -> Ticket:
     """The ticket named by the route's ``{number}``; 404 when there is none."""
+    return await ticket_by_number(request, request.match_info["number"])
+
+
+async def ticket_by_number(
+    request: web.Request, number: str, invalid: type[web.HTTPException] = web.HTTPNotFound
+) -> Ticket:
+    """The ticket whose number is the text ``number``; ``invalid`` when that is no number, 404 when there is none."""
     try:
-        number = int(request.match_info["number"])
+        value = int(number)
     except ValueError:
-        raise web.HTTPNotFound() from None
-    ticket = await request.app[RUNTIME].store.get_ticket_by_number(number)
+        raise invalid() from None
+    ticket = await request.app[RUNTIME].store.get_ticket_by_number(value)
     if ticket is None:
         raise web.HTTPNotFound()
     return ticket

@@ -270,3 +270,10 @@ async def test_live_stream_events_and_presence(client: TestClient, app_rt: Runti
     assert doc["viewing"] == str(n) and doc["typing"] == str(n) and doc["online"] is True
     inbox_stream.close()
     ticket_stream.close()
+
+
+async def test_live_stream_of_a_bad_or_unknown_ticket_number(client: TestClient) -> None:
+    await sign_in(client, "ana@example.uy")
+    assert (await client.get("/live?ticket=abc")).status == 400
+    assert (await client.get("/live?ticket=999999")).status == 404
+    assert (await client.get("/tickets/abc")).status == 404
