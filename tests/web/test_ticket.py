@@ -276,4 +276,4 @@ async def test_live_stream_of_a_bad_or_unknown_ticket_number(client: TestClient)
     await sign_in(client, "ana@example.uy")
     assert (await client.get("/live?ticket=abc")).status == 400
     assert (await client.get("/live?ticket=999999")).status == 404
-    assert (await client.get("/tickets/abc")).status == 404
+    assert (await client.get("/tickets/999999")).status == 404
