@@ -3,8 +3,8 @@
 For each fold the model is trained on the catalogue, the agency profiles and the other four folds, and scored on the
 held-out fold; the same folds are used for a plain baseline (word + character TF-IDF and a linear SVM trained on the
 catalogue rows and the other folds, as issue #4 defines it), for the same baseline given our citizen phrasings of the
-trámites too (``baseline_phrasings``: how much of our figure is the data, how much the model), and for the model with
-no labelled message at all (cold start: catalogue, phrasings and profiles only).
+trámites and of the bodies' services too (``baseline_phrasings``: how much of our figure is the data, how much the
+model), and for the model with no labelled message at all (cold start: catalogue, phrasings and profiles only).
 
     .venv/bin/python bench/classify_cv.py [FILE.jsonl] [--folds 5] [--seed 0] [--no-baseline] [--json]
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classifier.agencies import default_directory  # noqa: E402
 from classifier.api import Classifier, fit_model  # noqa: E402
 from classifier.catalog import Catalog, load_sample  # noqa: E402
-from classifier.corpus import tramite_phrasings  # noqa: E402
+from classifier.corpus import agency_phrasings, tramite_phrasings  # noqa: E402
 from classifier.evaluate import MessageRecord, Outcome, output_metrics, read_jsonl  # noqa: E402
 from classifier.types import ModelInfo  # noqa: E402
 
@@ -61,10 +61,11 @@ def ours(catalog: Catalog, train: list[MessageRecord], test: list[MessageRecord]
 
 class Baseline:
     """Word (1-2) + char_wb (2-5) TF-IDF, LinearSVC, trained on catalogue rows and labelled messages, and with
-    ``phrasings`` on the citizen phrasings of the trámites (data/tramite_phrasings.toml) too."""
+    ``phrasings`` on the citizen phrasings of the trámites and of the bodies' services (data/*_phrasings.toml) too."""
 
     def __init__(self, phrasings: bool = False) -> None:
         self.phrasings = tramite_phrasings() if phrasings else {}
+        self.agency_phrasings = agency_phrasings() if phrasings else {}
         self.word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode")
         self.char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
 
@@ -77,10 +78,14 @@ class Baseline:
         directory = default_directory()
         rows = catalog.active()
         phrased = [(t, p) for t in rows for p in self.phrasings.get(t.key, ())]
+        about_bodies = [(directory.canonical(a) or a, p) for a, ps in self.agency_phrasings.items() for p in ps]
         texts = [f"{t.name}. {t.agency}. {t.description}. {t.requirements}" for t in rows]
-        texts += [p for _, p in phrased] + [f"{r.subject or ''}. {r.text}" for r in train]
-        y_t = [t.key for t in rows] + [t.key for t, _ in phrased] + [r.tramite or NONE for r in train]
-        y_a = [t.agency for t in rows] + [t.agency for t, _ in phrased] + [r.agency or NONE for r in train]
+        texts += [p for _, p in phrased] + [p for _, p in about_bodies]
+        texts += [f"{r.subject or ''}. {r.text}" for r in train]
+        y_t = [t.key for t in rows] + [t.key for t, _ in phrased] + [NONE] * len(about_bodies)
+        y_t += [r.tramite or NONE for r in train]
+        y_a = [t.agency for t in rows] + [t.agency for t, _ in phrased] + [a for a, _ in about_bodies]
+        y_a += [r.agency or NONE for r in train]
         x = self._x(texts, fit=True)
         xt = self._x([f"{r.subject or ''}. {r.text}" for r in test])
         out: dict[str, list[Outcome]] = {"tramite": [], "agency": [], "organismo": []}

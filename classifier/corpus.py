@@ -40,6 +40,7 @@ class CorpusConfig:
     dropout_keep: float = 0.5
     label_weight: float = 1.0  # weight of a labelled ticket (3.0 measured worse: one message dominates a centroid)
     phrasing_weight: float = 3.0  # weight of each citizen phrasing of a trámite (data/tramite_phrasings.toml)
+    agency_phrasing_weight: float = 3.0  # ... and of each citizen message about a body (data/agency_phrasings.toml)
     # Profiles of agencies that run catalogue trámites share their words with those trámites: keep them out of the
     # kind gate, so "se me venció la cédula" is not taken for a message about the agency with no trámite.
     gate_skips_catalog_agencies: bool = True
@@ -87,11 +88,21 @@ def profile_views(p: AgencyProfile) -> list[str]:
 def tramite_phrasings(text: str | None = None) -> dict[str, list[str]]:
     """Citizen phrasings per trámite key (``data/tramite_phrasings.toml``: ``[[tramite]]`` tables with ``key`` and
     ``phrases``); a key listed twice keeps the phrases of both."""
+    return _phrasings("tramite_phrasings.toml", "tramite", "key", text)
+
+
+def agency_phrasings(text: str | None = None) -> dict[str, list[str]]:
+    """Citizen messages per public body about its services, not its catalogue trámites (``data/agency_phrasings.toml``:
+    ``[[agency]]`` tables with ``name`` and ``phrases``)."""
+    return _phrasings("agency_phrasings.toml", "agency", "name", text)
+
+
+def _phrasings(file: str, table: str, key_field: str, text: str | None) -> dict[str, list[str]]:
     if text is None:
-        text = resources.files("classifier").joinpath("data/tramite_phrasings.toml").read_text(encoding="utf-8")
+        text = resources.files("classifier").joinpath(f"data/{file}").read_text(encoding="utf-8")
     phrasings: dict[str, list[str]] = {}
-    for entry in tomllib.loads(text).get("tramite", []):
-        key, phrases = str(entry.get("key") or ""), entry.get("phrases") or []
+    for entry in tomllib.loads(text).get(table, []):
+        key, phrases = str(entry.get(key_field) or ""), entry.get("phrases") or []
         if key:
             phrasings.setdefault(key, []).extend(str(p).strip() for p in phrases if str(p).strip())
     return phrasings
@@ -134,6 +145,12 @@ def build_corpus(
     for p in directory.profiles.values():
         gate = not (cfg.gate_skips_catalog_agencies and p.name in catalog_agencies)
         docs += [Doc(v, NO_TRAMITE, p.name, 1.0, "profile", gate) for v in profile_views(p)]
+    if cfg.agency_phrasing_weight > 0:
+        catalog_bodies = {directory.organismo_of(a) for a in catalog_agencies}
+        for name, phrases in agency_phrasings().items():
+            agency = directory.canonical(name) or name
+            gate = not (cfg.gate_skips_catalog_agencies and agency in catalog_bodies)
+            docs += [Doc(v, NO_TRAMITE, agency, cfg.agency_phrasing_weight, "phrasing", gate) for v in phrases]
     docs += [Doc(text, NO_TRAMITE, UNKNOWN, 1.0, "unknown") for text in unknown_texts()]
     for ex in labelled:
         doc = _label_doc(ex, catalog, directory, cfg.label_weight)

@@ -1,5 +1,5 @@
-"""Citizen phrasings of trámites (classifier/data/tramite_phrasings.toml): parsing, the shipped file, and what the
-model learns from them."""
+"""Citizen phrasings of trámites (classifier/data/tramite_phrasings.toml) and citizen messages about the bodies'
+services (classifier/data/agency_phrasings.toml): parsing, the shipped files, and what the model learns from them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from classifier import corpus
 from classifier.agencies import default_directory
 from classifier.api import Classifier, fit_model
 from classifier.catalog import load_sample
-from classifier.corpus import CorpusConfig, build_corpus, tramite_phrasings
+from classifier.corpus import CorpusConfig, agency_phrasings, build_corpus, tramite_phrasings
 from classifier.types import ModelInfo
 
 RENEWAL = "3459"  # Renovación de licencia de conducir - San José (a key of the packaged sample)
@@ -40,10 +40,40 @@ def test_every_shipped_key_is_a_catalogue_trámite_with_phrases() -> None:
     assert all(len(phrases) >= 1 for phrases in shipped.values())
 
 
+def test_every_shipped_agency_phrasing_names_a_profiled_body() -> None:
+    shipped = agency_phrasings()
+    directory = default_directory()
+    assert shipped, "no agency phrasings shipped"
+    assert [name for name in shipped if directory.profile(name) is None] == []
+    assert all(len(phrases) >= 1 for phrases in shipped.values())
+
+
+def test_agency_phrasings_of_catalogue_bodies_stay_out_of_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages about a body that runs catalogue trámites train its centroid and classifiers, not the kind gate (its
+    trámites' messages would be taken for messages about the body alone); other bodies' messages train the gate."""
+    monkeypatch.setattr(corpus, "tramite_phrasings", lambda: {})
+    monkeypatch.setattr(
+        corpus,
+        "agency_phrasings",
+        lambda: {"Ministerio del Interior": ["la comisaría no me toma la denuncia"], "UTE": ["sin luz desde ayer"]},
+    )
+    docs = build_corpus(load_sample(), default_directory(), cfg=CorpusConfig(agency_phrasing_weight=2.0))
+    phrasing = {d.text: d for d in docs if d.source == "phrasing"}
+    interior, ute = phrasing["la comisaría no me toma la denuncia"], phrasing["sin luz desde ayer"]
+    assert (interior.agency, interior.tramite, interior.weight, interior.gate) == (
+        "Ministerio del Interior",
+        corpus.NO_TRAMITE,
+        2.0,
+        False,
+    )
+    assert ute.agency == default_directory().canonical("UTE") and ute.gate is True
+
+
 def test_corpus_takes_phrasings_of_catalogue_trámites_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         corpus, "tramite_phrasings", lambda: {RENEWAL: ["se me vence la libreta"], "no-such-key": ["perdida"]}
     )
+    monkeypatch.setattr(corpus, "agency_phrasings", lambda: {})
     docs = build_corpus(load_sample(), default_directory(), cfg=CorpusConfig(phrasing_weight=2.5))
     phrasing = [d for d in docs if d.source == "phrasing"]
     assert [(d.text, d.tramite, d.weight) for d in phrasing] == [("se me vence la libreta", RENEWAL, 2.5)]
