@@ -43,7 +43,10 @@ class ClassifierHolder:
             return self._clf
 
     async def predict(self, text: str, subject: str | None = None, k: int = 3) -> Any:
-        """What the web's tags panel shows (top-k and the terms behind them), off the event loop."""
+        """What the web's tags panel shows (top-k and the terms behind them), off the event loop; None while there is
+        no model yet: a page never waits for the cold-start training, which the first triage job does."""
+        if self._clf is None and registry.active_version(self.data_dir) is None:
+            return None
         clf = await self.get()
         return await asyncio.to_thread(clf.predict, subject, text, k)
 

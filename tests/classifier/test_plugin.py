@@ -63,3 +63,14 @@ def test_cli_train_reads_labels_from_the_store(tmp_path: Path, trained_dir: Path
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model_version"] == info["version"]
+
+
+async def test_the_tags_panel_never_waits_for_the_cold_start(tmp_path: Path, trained_dir: Path) -> None:
+    """With no model yet the panel gets no prediction at once (the first triage job trains one); with a model, it
+    gets the prediction."""
+    holder = plugin.ClassifierHolder(tmp_path)
+    assert await holder.predict("se me venció la cédula") is None
+    assert registry.active_version(tmp_path) is None  # nothing was trained for the page
+    shutil.copytree(trained_dir / "models", tmp_path / "models")
+    prediction = await holder.predict("se me venció la cédula")
+    assert prediction is not None and prediction.tramite
