@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 from classifier import registry
 from classifier.agencies import AgencyDirectory, default_directory
 from classifier.catalog import Catalog, load_catalog
-from classifier.corpus import CorpusConfig, build_corpus, message_text, summarize
+from classifier.corpus import CorpusConfig, build_corpus, message_key, message_text, seed_examples, summarize
 from classifier.evaluate import MessageRecord, evaluate
 from classifier.lexicon import default_lexicon
 from classifier.model import ModelConfig, Scores, TramiteInfo, TriageModel
@@ -128,12 +128,12 @@ class Classifier:
     def _top_agencies(self, scores: Scores, i: int, k: int) -> list[AgencyCandidate]:
         row = scores.agency[i]
         top = np.argpartition(-row, min(k, len(row) - 1))[:k] if len(row) > k else np.arange(len(row))
-        cands = [
-            AgencyCandidate(self.model.agencies[j], self.organismo_of(self.model.agencies[j]), round(float(row[j]), 4))
-            for j in top
-        ]
-        cands.append(AgencyCandidate(None, None, round(float(scores.unknown[i]), 4)))
-        return sorted(cands, key=lambda c: -c.p)[:k]
+        # ranked on the unrounded probabilities: the agency of the answer trámite leads by a hair (model.py)
+        ranked = sorted(
+            [(float(row[j]), self.model.agencies[j]) for j in top] + [(float(scores.unknown[i]), None)],
+            key=lambda c: -c[0],
+        )[:k]
+        return [AgencyCandidate(name, self.organismo_of(name), round(p, 4)) for p, name in ranked]
 
 
 # -- training ------------------------------------------------------------------------------------------------------
@@ -152,10 +152,12 @@ def fit_model(
     directory: AgencyDirectory,
     labelled: Iterable[LabelledExample] = (),
     cfg: TrainConfig | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> tuple[TriageModel, dict[str, Any]]:
-    """Fit a model in memory; returns it with its training data summary."""
+    """Fit a model in memory; returns it with its training data summary. Seed messages and labelled tickets whose
+    :func:`message_key` is in ``exclude`` are not trained on."""
     cfg = cfg or TrainConfig()
-    docs = build_corpus(catalog, directory, labelled, cfg.corpus)
+    docs = build_corpus(catalog, directory, labelled, cfg.corpus, exclude)
     tramites = [TramiteInfo(t.key, t.name, t.agency, t.organismo) for t in catalog.active()]
     agencies = {d.agency for d in docs if d.agency != UNKNOWN} | {t.agency for t in tramites}
     organismo = {a: directory.organismo_of(a) or a for a in agencies}
@@ -238,6 +240,31 @@ def load_active(
                 version = train(data_dir, (), evaluate_holdout=False).version
     stored = registry.load(data_dir, version)
     return Classifier(stored.model, stored.info, settings)
+
+
+def scoring_model(
+    data_dir: Path | str, messages: Iterable[tuple[str | None, str]], labelled: Iterable[LabelledExample] = ()
+) -> tuple[Classifier, int]:
+    """The model to score ``messages`` with, and how many of them it had to leave out of its training.
+
+    That is the active model, unless it was trained on seed messages (or, among ``labelled``, tickets) that are the
+    same as some of ``messages``: a model must never be scored on what it learned from, so a model is then trained the
+    same way without them, in memory (it is not saved)."""
+    clf = load_active(data_dir)
+    labelled = list(labelled)
+    seeds = seed_examples() if clf.info.training.get("seed_messages") else []
+    tickets = labelled if clf.info.training.get("labelled_tickets") else []
+    trained_on = {message_key(e.subject, e.text) for e in [*seeds, *tickets]}
+    overlap = trained_on.intersection(message_key(subject, text) for subject, text in messages)
+    if not overlap:
+        return clf, 0
+    params = clf.info.params
+    corpus = {k: v for k, v in (params.get("corpus") or {}).items() if k in CorpusConfig.__dataclass_fields__}
+    cfg = TrainConfig(ModelConfig.from_dict(params.get("model") or {}), CorpusConfig(**corpus))
+    model, summary = fit_model(load_catalog(data_dir), default_directory(), labelled, cfg, exclude=overlap)
+    info = ModelInfo(version=f"{clf.version}-without-{len(overlap)}", created=clf.info.created, training=summary)
+    log.info("model %s: trained without the %d messages it is about to score", info.version, len(overlap))
+    return Classifier(model, info, clf.settings), len(overlap)
 
 
 def list_models(data_dir: Path | str) -> list[ModelInfo]:

@@ -2,8 +2,9 @@
 
 ``register(subparsers, runtime_factory)`` adds the commands to the ``inbox`` argparse CLI. Each handler is a plain
 function ``handler(args, out) -> int`` reading ``args.data_dir``; ``args.func`` is set to it. Labelled tickets for
-``train`` come from ``runtime_factory(args)``: any object with a ``labelled_examples()`` method returning an iterable
-of LabelledExample (or a coroutine of one), or None for catalogue-only training.
+``train`` (and for ``eval`` and ``classify --batch``, which never score a message with a model trained on it) come
+from the handler's ``examples`` argument or from ``runtime_factory(args)``: any object with a
+``labelled_examples()`` method returning an iterable of LabelledExample (or a coroutine of one), or None for none.
 
 ``python -m classifier --data-dir DIR ...`` runs the same commands stand-alone.
 """
@@ -20,7 +21,7 @@ from typing import Any, TextIO
 
 from classifier import api, registry
 from classifier.catalog import CatalogError, import_catalog
-from classifier.evaluate import evaluate, format_report, read_jsonl
+from classifier.evaluate import MessageRecord, evaluate, format_report, read_jsonl
 from classifier.types import LabelledExample, Prediction
 
 RuntimeFactory = Callable[[argparse.Namespace], Any]
@@ -53,10 +54,35 @@ def cmd_catalog_import(args: argparse.Namespace, out: TextIO | None = None) -> i
     return 0
 
 
-def cmd_classify(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    clf = api.load_active(args.data_dir)
+def _labelled(args: argparse.Namespace, examples: Iterable[LabelledExample] | None) -> list[LabelledExample]:
+    """The agents' labels: ``examples`` when the caller read them, else from ``args.runtime_factory``."""
+    if examples is not None:
+        return list(examples)
+    factory: RuntimeFactory | None = getattr(args, "runtime_factory", None)
+    return labelled_from_runtime(factory(args) if factory else None)
+
+
+def _scoring_model(
+    args: argparse.Namespace, records: list[MessageRecord], examples: Iterable[LabelledExample] | None, command: str
+) -> api.Classifier:
+    """The model to score a file's messages with: one never trained on them (see api.scoring_model)."""
+    labelled = _labelled(args, examples)
+    clf, left_out = api.scoring_model(args.data_dir, [(r.subject, r.text) for r in records], labelled)
+    if left_out:
+        print(
+            f"{command}: {left_out} of these messages are among the model's training messages (seed messages or "
+            f"labelled tickets); they are scored by a model trained without them ({clf.version})",
+            file=sys.stderr,
+        )
+    return clf
+
+
+def cmd_classify(
+    args: argparse.Namespace, out: TextIO | None = None, examples: Iterable[LabelledExample] | None = None
+) -> int:
     if args.batch:
         records = list(read_jsonl(args.batch))
+        clf = _scoring_model(args, records, examples, "classify")
         size = 512
         for start in range(0, len(records), size):
             chunk = records[start : start + size]
@@ -67,7 +93,7 @@ def cmd_classify(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not args.text:
         print("classify: give a text or --batch FILE.jsonl", file=sys.stderr)
         return 2
-    pred = clf.predict(args.subject, args.text, k=args.k)
+    pred = api.load_active(args.data_dir).predict(args.subject, args.text, k=args.k)
     _dump(pred.to_dict(), out)
     return 0
 
@@ -93,20 +119,19 @@ def cmd_train(
     out: TextIO | None = None,
     examples: Iterable[LabelledExample] | None = None,
 ) -> int:
-    if examples is None:
-        factory: RuntimeFactory | None = getattr(args, "runtime_factory", None)
-        examples = labelled_from_runtime(factory(args) if factory else None)
-    info = api.train(args.data_dir, examples)
+    info = api.train(args.data_dir, _labelled(args, examples))
     _dump(info.to_dict(), out)
     return 0
 
 
-def cmd_eval(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    clf = api.load_active(args.data_dir)
+def cmd_eval(
+    args: argparse.Namespace, out: TextIO | None = None, examples: Iterable[LabelledExample] | None = None
+) -> int:
     records = [r for r in read_jsonl(args.file) if r.has_labels]
     if not records:
         print(f"eval: no labelled message in {args.file}", file=sys.stderr)
         return 1
+    clf = _scoring_model(args, records, examples, "eval")
     preds = clf.predict_batch([(r.subject, r.text) for r in records], k=3)
     result = evaluate(records, preds, clf.organismo_of)
     result["model_version"] = clf.version
@@ -175,7 +200,7 @@ def register(
     classify.add_argument("--subject")
     classify.add_argument("--batch", metavar="FILE.jsonl")
     classify.add_argument("-k", type=int, default=3)
-    classify.set_defaults(func=func(cmd_classify))
+    classify.set_defaults(func=func(cmd_classify), runtime_factory=runtime_factory)
 
     clf = sub.add_parser("classifier", help="train, evaluate and manage classifier models", parents=parents)
     clf_sub = clf.add_subparsers(dest="classifier_command", required=True)
@@ -187,7 +212,7 @@ def register(
     )
     ev.add_argument("file")
     ev.add_argument("--json", action="store_true")
-    ev.set_defaults(func=func(cmd_eval))
+    ev.set_defaults(func=func(cmd_eval), runtime_factory=runtime_factory)
     rollback = clf_sub.add_parser("rollback", help="re-activate the previous model", parents=parents)
     rollback.set_defaults(func=func(cmd_rollback))
     clf_sub.add_parser("list", help="list the saved models", parents=parents).set_defaults(func=func(cmd_list))

@@ -1,5 +1,5 @@
 """Training documents built from the catalogue, the citizen phrasings of trámites, the agency profiles, the unknown
-examples and labelled tickets.
+examples, the seed messages and labelled tickets.
 
 Every document carries two labels, the trámite (a catalogue key or NO_TRAMITE) and the agency (a name or UNKNOWN),
 and a weight. Catalogue and profile texts are long and formal while messages are short and informal, so each source
@@ -9,17 +9,21 @@ what citizens write.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from importlib import resources
 
 from classifier.agencies import AgencyDirectory, AgencyProfile
 from classifier.catalog import Catalog, Tramite
 from classifier.types import NO_TRAMITE, UNKNOWN, LabelledExample
+
+# Texts written like messages (labelled tickets, seed messages): they weigh more in the gate and the classifiers.
+LABEL_SOURCES = frozenset({"label", "seed"})
 
 _SENTENCE = re.compile(r"(?<=[.;:!?])\s+|\s+-\s+")
 
@@ -30,7 +34,7 @@ class Doc:
     tramite: str  # catalogue key or NO_TRAMITE
     agency: str  # agency name or UNKNOWN
     weight: float
-    source: str  # catalog | phrasing | profile | unknown | label
+    source: str  # catalog | phrasing | profile | unknown | seed | label
     gate: bool = True  # used to train the kind gate (trámite / agency only / unknown)
 
 
@@ -44,6 +48,10 @@ class CorpusConfig:
     # Profiles of agencies that run catalogue trámites share their words with those trámites: keep them out of the
     # kind gate, so "se me venció la cédula" is not taken for a message about the agency with no trámite.
     gate_skips_catalog_agencies: bool = True
+    # The labelled development messages, shipped as seed labels (data/seed_messages.jsonl): a fresh install learns
+    # from 420 messages written like citizens write before any agent labelled a ticket. Cross-validation on that same
+    # file turns them off; scoring a file that shares messages with them trains without those (api.scoring_model).
+    seed_messages: bool = True
     seed: int = 13
 
 
@@ -51,6 +59,11 @@ def message_text(subject: str | None, text: str) -> str:
     """The text the model reads for a message: subject and body."""
     subject = (subject or "").strip()
     return f"{subject}. {text}" if subject else text
+
+
+def message_key(subject: str | None, text: str) -> str:
+    """What makes two messages the same message: their subject and text, case and spacing aside."""
+    return " ".join(message_text(subject, text).casefold().split())
 
 
 def _sentences(text: str, min_words: int = 3) -> list[str]:
@@ -113,7 +126,22 @@ def unknown_texts() -> list[str]:
     return [line.strip() for line in raw.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def _label_doc(ex: LabelledExample, catalog: Catalog, directory: AgencyDirectory, weight: float) -> Doc | None:
+def seed_examples() -> list[LabelledExample]:
+    """The shipped seed labels (``data/seed_messages.jsonl``, the format of ``inbox classifier eval``'s files)."""
+    raw = resources.files("classifier").joinpath("data/seed_messages.jsonl").read_text(encoding="utf-8")
+    examples = []
+    for line in raw.splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            examples.append(
+                LabelledExample(str(obj.get("text") or ""), obj.get("tramite"), obj.get("agency"), obj.get("subject"))
+            )
+    return examples
+
+
+def _label_doc(
+    ex: LabelledExample, catalog: Catalog, directory: AgencyDirectory, weight: float, source: str = "label"
+) -> Doc | None:
     tramite = catalog.get(ex.tramite)
     if ex.tramite and tramite is None:
         return None  # a key this catalogue never had
@@ -124,7 +152,7 @@ def _label_doc(ex: LabelledExample, catalog: Catalog, directory: AgencyDirectory
         tramite=tramite.key if tramite else NO_TRAMITE,
         agency=agency or UNKNOWN,
         weight=weight,
-        source="label",
+        source=source,
     )
 
 
@@ -133,7 +161,10 @@ def build_corpus(
     directory: AgencyDirectory,
     labelled: Iterable[LabelledExample] = (),
     cfg: CorpusConfig | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> list[Doc]:
+    """All training documents; seed messages and labelled tickets whose :func:`message_key` is in ``exclude`` (the
+    messages about to be scored) are left out."""
     cfg = cfg or CorpusConfig()
     rng = random.Random(cfg.seed)
     docs: list[Doc] = []
@@ -152,8 +183,12 @@ def build_corpus(
             gate = not (cfg.gate_skips_catalog_agencies and agency in catalog_bodies)
             docs += [Doc(v, NO_TRAMITE, agency, cfg.agency_phrasing_weight, "phrasing", gate) for v in phrases]
     docs += [Doc(text, NO_TRAMITE, UNKNOWN, 1.0, "unknown") for text in unknown_texts()]
-    for ex in labelled:
-        doc = _label_doc(ex, catalog, directory, cfg.label_weight)
+    seeds = seed_examples() if cfg.seed_messages else []
+    examples = [(ex, "seed") for ex in seeds] + [(ex, "label") for ex in labelled]
+    for ex, source in examples:
+        if exclude and message_key(ex.subject, ex.text) in exclude:
+            continue
+        doc = _label_doc(ex, catalog, directory, cfg.label_weight, source)
         if doc is not None:
             docs.append(doc)
     return docs
@@ -167,4 +202,5 @@ def summarize(docs: list[Doc]) -> dict[str, object]:
         "tramites": len({d.tramite for d in docs if d.tramite != NO_TRAMITE}),
         "agencies": len({d.agency for d in docs if d.agency != UNKNOWN}),
         "labelled_tickets": by_source.get("label", 0),
+        "seed_messages": by_source.get("seed", 0),
     }

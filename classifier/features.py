@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 import scipy.sparse as sp
@@ -98,9 +98,8 @@ class Featurizer:
         chars = [full for _, full in parts]
         words = [stemmed(n) for n in chars]
         fast = self._fast()
-        w_part = fast.rows(words, 0)
-        c_part = fast.rows(chars, 1)
-        return fast.combine(w_part, c_part, len(texts), self.cfg.char_weight), [base for base, _ in parts]
+        x = fast.combine(fast.block(words, 0), fast.block(chars, 1), len(texts), self.cfg.char_weight)
+        return x, [base for base, _ in parts]
 
     def _fast(self) -> _FastVectorizer:
         cached: _FastVectorizer | None = getattr(self, "_fast_cache", None)
@@ -111,10 +110,7 @@ class Featurizer:
 
     def _combine(self, w: sp.csr_matrix, c: sp.csr_matrix) -> sp.csr_matrix:
         """Concatenate the two L2-normalized blocks (char block scaled), then L2-normalize each row."""
-        x = sp.hstack([w, c * self.cfg.char_weight], format="csr", dtype=np.float32)
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return sp.csr_matrix(sp.diags(1.0 / norms) @ x, dtype=np.float32)
+        return _l2_rows(sp.hstack([w, c * self.cfg.char_weight], format="csr", dtype=np.float32))
 
     def feature_names(self) -> np.ndarray:
         words = self.word.get_feature_names_out()
@@ -150,33 +146,49 @@ class _FastVectorizer:
             out.extend(hit)
         return out
 
-    def rows(self, docs: list[str], part: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def block(self, docs: list[str], part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One part's TF-IDF entries (sublinear tf, L2-normalized per row) as (rows, columns, values), sorted by row:
+        the documents' vocabulary indices are counted and weighted for the whole batch at once, in numpy (a scipy
+        matrix per call costs more than the arithmetic for one short message)."""
         analyzer, vocab, idf, offset = self.parts[part]
-        out = []
-        for doc in docs:
-            if part == 1:
-                counts = Counter(self._char_indices(doc))
-            else:
-                grams = Counter(analyzer(doc))
-                counts = Counter({vocab[g]: c for g, c in grams.items() if g in vocab})
-            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            vals = (1.0 + np.log(tf)) * idf[idx] if len(idx) else tf
-            norm = float(np.sqrt(vals @ vals)) if len(idx) else 0.0
-            out.append((idx + offset, vals / norm if norm else vals))
-        return out
+        if part == 1:
+            hits = [self._char_indices(doc) for doc in docs]
+        else:
+            hits = [[vocab[g] for g in analyzer(doc) if g in vocab] for doc in docs]
+        lengths = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
+        cols = np.fromiter(chain.from_iterable(hits), dtype=np.int64, count=int(lengths.sum()))
+        width = len(idf)
+        keys, counts = np.unique(np.repeat(np.arange(len(docs)), lengths) * width + cols, return_counts=True)
+        rows, cols = np.divmod(keys, width)
+        vals = (1.0 + np.log(counts)) * idf[cols]
+        return rows, cols + offset, vals / _row_norms(rows, vals, len(docs))[rows]
 
     def combine(
-        self, w: list[tuple[np.ndarray, np.ndarray]], c: list[tuple[np.ndarray, np.ndarray]], n: int, char_weight: float
+        self,
+        w: tuple[np.ndarray, np.ndarray, np.ndarray],
+        c: tuple[np.ndarray, np.ndarray, np.ndarray],
+        n: int,
+        char_weight: float,
     ) -> sp.csr_matrix:
-        indptr = [0]
-        indices: list[np.ndarray] = [np.zeros(0, np.int64)]
-        data: list[np.ndarray] = [np.zeros(0, np.float64)]
-        for (wi, wv), (ci, cv) in zip(w, c, strict=True):
-            vals = np.concatenate([wv, cv * char_weight])
-            norm = float(np.sqrt(vals @ vals))
-            indices.append(np.concatenate([wi, ci]))
-            data.append(vals / norm if norm else vals)
-            indptr.append(indptr[-1] + len(vals))
-        matrix = (np.concatenate(data).astype(np.float32), np.concatenate(indices), np.array(indptr))
-        return sp.csr_matrix(matrix, shape=(n, self.n_features))
+        rows = np.concatenate([w[0], c[0]])
+        order = np.argsort(rows, kind="stable")  # word entries, then char entries, row by row
+        cols = np.concatenate([w[1], c[1]])[order]
+        vals = np.concatenate([w[2], c[2] * char_weight])[order]
+        rows = rows[order]
+        vals = (vals / _row_norms(rows, vals, n)[rows]).astype(np.float32)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+        return sp.csr_matrix((vals, cols, indptr), shape=(n, self.n_features))
+
+
+def _row_norms(rows: np.ndarray, vals: np.ndarray, n: int) -> np.ndarray:
+    norms = np.sqrt(np.bincount(rows, weights=vals * vals, minlength=n))
+    norms[norms == 0] = 1.0
+    return norms
+
+
+def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    m = m.tocsr(copy=True)
+    m.data /= np.repeat(norms, np.diff(m.indptr))
+    return m

@@ -4,7 +4,8 @@
   model is loaded once and reloaded when ``inbox classifier train`` or ``rollback`` changes it; with no model yet, the
   first job trains one from the catalogue (cold start, a few seconds, off the event loop).
 - ``register_cli(sub, common, with_runtime)``: ``inbox catalog import``, ``inbox classify``, ``inbox classifier
-  train|eval|rollback|list``; ``train`` reads the agents' labels from the store.
+  train|eval|rollback|list``; ``train``, ``eval`` and ``classify`` read the agents' labels from the store (the
+  last two to never score a message with a model trained on it: see api.scoring_model).
 
 Thresholds and routing come from ``<data_dir>/classifier.toml`` (see classifier/settings.py).
 """
@@ -70,9 +71,9 @@ def register_cli(sub: Any, common: argparse.ArgumentParser, with_runtime: Any) -
     def wrap(handler: cli.Handler) -> Callable[[argparse.Namespace], int]:
         async def run(rt: Any, args: argparse.Namespace) -> int:
             args.data_dir = rt.data_dir
-            if handler is cli.cmd_train:
+            if handler in (cli.cmd_train, cli.cmd_eval, cli.cmd_classify):
                 examples = await labelled_examples(rt.store)
-                return await asyncio.to_thread(cli.cmd_train, args, None, examples)
+                return await asyncio.to_thread(handler, args, None, examples)
             return await asyncio.to_thread(handler, args)
 
         runner: Callable[[Any, argparse.Namespace], Awaitable[int]] = run

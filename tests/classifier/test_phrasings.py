@@ -3,6 +3,9 @@ services (classifier/data/agency_phrasings.toml): parsing, the shipped files, an
 
 from __future__ import annotations
 
+import tomllib
+from importlib import resources
+
 import pytest
 
 from classifier import corpus
@@ -38,6 +41,13 @@ def test_every_shipped_key_is_a_catalogue_trámite_with_phrases() -> None:
     assert shipped, "no phrasings shipped"
     assert set(shipped) <= keys, f"unknown keys: {sorted(set(shipped) - keys)[:5]}"
     assert all(len(phrases) >= 1 for phrases in shipped.values())
+
+
+@pytest.mark.parametrize("file, table", [("tramite_phrasings.toml", "tramite"), ("agency_phrasings.toml", "agency")])
+def test_shipped_files_hold_tables_only(file: str, table: str) -> None:
+    # a table header lost in an edit (say, commented out) leaves its phrases as top-level keys, silently unused
+    text = resources.files("classifier").joinpath(f"data/{file}").read_text(encoding="utf-8")
+    assert set(tomllib.loads(text)) == {table}
 
 
 def test_every_shipped_agency_phrasing_names_a_profiled_body() -> None:

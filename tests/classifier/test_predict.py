@@ -1,4 +1,8 @@
+import copy
+import dataclasses
+
 from classifier.api import Classifier
+from classifier.corpus import tramite_phrasings
 from classifier.settings import ClassifierSettings
 
 
@@ -88,3 +92,18 @@ def test_named_body_is_boosted_and_not_unknown(clf: Classifier) -> None:
     assert named[1].sum() == 0.0  # naming four bodies at once is no evidence
     pred = clf.predict(None, texts[0])
     assert pred.agency[0].organismo == "Administración Nacional de Usinas y Trasmisiones Eléctricas"
+
+
+def test_the_agency_of_the_answer_trámite_leads_the_agency_ranking(clf: Classifier) -> None:
+    texts = [(None, p) for phrases in tramite_phrasings().values() for p in phrases]
+    agency_of = {t.key: t.agency for t in clf.model.tramites}
+
+    def disagreements(c: Classifier) -> int:
+        preds = c.predict_batch(texts, k=3)
+        return sum(p.tramite[0].key is not None and p.agency[0].name != agency_of[p.tramite[0].key] for p in preds)
+
+    assert disagreements(clf) == 0
+    # without the rule the mix of agency scores ranks another agency first for some of them: the rule does the work
+    raw = copy.copy(clf.model)
+    raw.cfg = dataclasses.replace(raw.cfg, agency_follows_tramite=False)
+    assert disagreements(Classifier(raw, clf.info, clf.settings)) > 0
