@@ -82,7 +82,9 @@ async def live_server(data_dir: Path, *, with_users: bool = True, **overrides: A
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     stop = asyncio.Event()
-    jobs = asyncio.create_task(run_jobs(rt, stop=stop, concurrency=1))
+    # job loops as `inbox serve` runs them (run_jobs' default): with one loop, the first triage job's cold-start
+    # training (~13 s) held up every other job, a reply's delivery included
+    jobs = asyncio.create_task(run_jobs(rt, stop=stop))
     server = LiveServer(rt, runner, f"http://127.0.0.1:{port}", smtp, stop, jobs)
     try:
         yield server
