@@ -13,7 +13,8 @@
 
 They combine hierarchically: P(trámite t) = P(kind=trámite)·P(t | trámite); P(no trámite) = 1 − P(kind=trámite);
 P(agency a) = P(kind=trámite)·[mix·Σ_{t of a} P(t | trámite) + (1−mix)·P(a | text)] + P(kind=agency)·P(a | text);
-P(unknown) = P(kind=unknown).
+P(unknown) = P(kind=unknown). Where a trámite is the answer (it outranks "no trámite"), the agency that runs it is
+raised to lead the agency ranking (``agency_follows_tramite``), so the two answers never disagree.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 - ``setup(rt)``: the ``triage`` job handler (payload ``{"ticket_id"}``, enqueued by the ingest pipeline). The active
   model is loaded once and reloaded when ``inbox classifier train`` or ``rollback`` changes it; with no model yet, the
-  first job trains one from the catalogue (cold start, a few seconds, off the event loop).
+  first job trains one from the catalogue (cold start: ~13 s on the sample, off the event loop).
 - ``register_cli(sub, common, with_runtime)``: ``inbox catalog import``, ``inbox classify``, ``inbox classifier
   train|eval|rollback|list``; ``train``, ``eval`` and ``classify`` read the agents' labels from the store (the
   last two to never score a message with a model trained on it: see api.scoring_model).
