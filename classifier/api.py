@@ -258,9 +258,7 @@ def scoring_model(
     overlap = trained_on.intersection(message_key(subject, text) for subject, text in messages)
     if not overlap:
         return clf, 0
-    params = clf.info.params
-    corpus = {k: v for k, v in (params.get("corpus") or {}).items() if k in CorpusConfig.__dataclass_fields__}
-    cfg = TrainConfig(ModelConfig.from_dict(params.get("model") or {}), CorpusConfig(**corpus))
+    cfg = TrainConfig(clf.model.cfg, CorpusConfig.from_dict(clf.info.params.get("corpus") or {}))
     model, summary = fit_model(load_catalog(data_dir), default_directory(), labelled, cfg, exclude=overlap)
     info = ModelInfo(version=f"{clf.version}-without-{len(overlap)}", created=clf.info.created, training=summary)
     log.info("model %s: trained without the %d messages it is about to score", info.version, len(overlap))

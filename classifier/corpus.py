@@ -9,7 +9,6 @@ what citizens write.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import tomllib
@@ -17,9 +16,11 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from classifier.agencies import AgencyDirectory, AgencyProfile
 from classifier.catalog import Catalog, Tramite
+from classifier.evaluate import parse_jsonl
 from classifier.types import NO_TRAMITE, UNKNOWN, LabelledExample
 
 # Texts written like messages (labelled tickets, seed messages): they weigh more in the gate and the classifiers.
@@ -53,6 +54,11 @@ class CorpusConfig:
     # file turns them off; scoring a file that shares messages with them trains without those (api.scoring_model).
     seed_messages: bool = True
     seed: int = 13
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CorpusConfig:
+        """The config a model's metadata recorded (keys this version does not know are ignored)."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def message_text(subject: str | None, text: str) -> str:
@@ -129,14 +135,7 @@ def unknown_texts() -> list[str]:
 def seed_examples() -> list[LabelledExample]:
     """The shipped seed labels (``data/seed_messages.jsonl``, the format of ``inbox classifier eval``'s files)."""
     raw = resources.files("classifier").joinpath("data/seed_messages.jsonl").read_text(encoding="utf-8")
-    examples = []
-    for line in raw.splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            examples.append(
-                LabelledExample(str(obj.get("text") or ""), obj.get("tramite"), obj.get("agency"), obj.get("subject"))
-            )
-    return examples
+    return [record.example() for record in parse_jsonl(raw.splitlines())]
 
 
 def _label_doc(

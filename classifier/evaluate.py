@@ -32,19 +32,24 @@ class MessageRecord:
 def read_jsonl(path: Path | str) -> Iterator[MessageRecord]:
     """Messages in the dev.jsonl format; labels are optional (``tramite``/``agency`` keys)."""
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            obj = json.loads(line)
-            yield MessageRecord(
-                id=str(obj.get("id", n)),
-                subject=obj.get("subject"),
-                text=str(obj.get("text") or ""),
-                tramite=obj.get("tramite") or None,
-                agency=obj.get("agency") or None,
-                has_labels="tramite" in obj or "agency" in obj,
-            )
+        yield from parse_jsonl(fh)
+
+
+def parse_jsonl(lines: Iterable[str]) -> Iterator[MessageRecord]:
+    """:func:`read_jsonl` of lines already read."""
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        obj = json.loads(line)
+        yield MessageRecord(
+            id=str(obj.get("id", n)),
+            subject=obj.get("subject"),
+            text=str(obj.get("text") or ""),
+            tramite=obj.get("tramite") or None,
+            agency=obj.get("agency") or None,
+            has_labels="tramite" in obj or "agency" in obj,
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import snowballstemmer
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize as l2_normalize
 
 from classifier.normalize import normalize, normalize_parts
 
@@ -110,7 +111,7 @@ class Featurizer:
 
     def _combine(self, w: sp.csr_matrix, c: sp.csr_matrix) -> sp.csr_matrix:
         """Concatenate the two L2-normalized blocks (char block scaled), then L2-normalize each row."""
-        return _l2_rows(sp.hstack([w, c * self.cfg.char_weight], format="csr", dtype=np.float32))
+        return sp.csr_matrix(l2_normalize(sp.hstack([w, c * self.cfg.char_weight], format="csr", dtype=np.float32)))
 
     def feature_names(self) -> np.ndarray:
         words = self.word.get_feature_names_out()
@@ -184,11 +185,3 @@ def _row_norms(rows: np.ndarray, vals: np.ndarray, n: int) -> np.ndarray:
     norms = np.sqrt(np.bincount(rows, weights=vals * vals, minlength=n))
     norms[norms == 0] = 1.0
     return norms
-
-
-def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    m = m.tocsr(copy=True)
-    m.data /= np.repeat(norms, np.diff(m.indptr))
-    return m
